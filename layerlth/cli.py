@@ -1,0 +1,110 @@
+"""`layerlth` command line: inspect an architecture, run one ticket trial, run the demo."""
+
+import argparse
+import json
+import logging
+import sys
+
+from layerlth.config import TrialConfig, add_arguments, from_arguments
+from layerlth.criteria import check_criterion
+from layerlth.data import load_dataset
+from layerlth.measure import count_macs, count_params
+from layerlth.models import ARCH_HELP, build_model, describe_blocks, remove_blocks
+from layerlth.trial import removal_rule, run_trial, score_and_remove, validate
+
+
+def inspect(args):
+    config = validate(TrialConfig(
+        arch=args.arch, criterion=args.criterion, p=args.remove, dataset=args.dataset,
+        shortcut=args.shortcut, keep_first=args.keep_first, min_per_stage=args.min_per_stage,
+        score_batches=args.score_batches,
+    ))
+    model = build_model(config.arch, shortcut=config.shortcut)
+    blocks = describe_blocks(model, removal_rule(config))
+    info = {
+        "arch": config.arch, "params": count_params(model), "macs": count_macs(model),
+        "blocks": [vars(b) | {"macs": block_macs(model, b.name)} for b in blocks],
+    }
+    if config.p:
+        data = load_dataset(config.dataset) if check_criterion(config.criterion).needs_data else None
+        ticket, scores, removed = score_and_remove(model, config, data)
+        info |= {"criterion": config.criterion, "scores": scores, "removed": removed,
+                 "ticket_params": count_params(ticket), "ticket_macs": count_macs(ticket)}
+    print(json.dumps(info, indent=2) if args.json else inspect_table(info))
+
+
+def block_macs(model, name):
+    """MACs the block costs (what removing it saves); None where it cannot be removed."""
+    try:
+        return count_macs(model) - count_macs(remove_blocks(model, [name]))
+    except ValueError:
+        return None
+
+
+def inspect_table(info):
+    lines = [f"{info['arch']}: {info['params']:,} params, {info['macs'] / 1e6:.2f}M MACs per 3x32x32 image"]
+    for block in info["blocks"]:
+        macs = f"{block['macs'] / 1e6:5.2f}M MACs" if block["macs"] is not None else " " * 11
+        status = "removable" if block["removable"] else f"kept: {block['reason']}"
+        lines.append(f"  {block['name']:<16} stage {block['stage']}  {macs}  {status}")
+    if "removed" in info:
+        lines.append(f"removed by {info['criterion']} (lowest scores): {', '.join(info['removed'])}")
+        lines.append(
+            f"ticket: {info['ticket_params']:,} params (-{1 - info['ticket_params'] / info['params']:.2%}), "
+            f"{info['ticket_macs'] / 1e6:.2f}M MACs (-{1 - info['ticket_macs'] / info['macs']:.2%})"
+        )
+    return "\n".join(lines)
+
+
+def ticket(args):
+    result = run_trial(validate(from_arguments(args)))
+    if not args.history:
+        result.pop("history")
+    print(json.dumps(result, indent=2, default=str))
+
+
+def demo(args):
+    from layerlth.demo import main
+
+    main(epochs=args.epochs)
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="layerlth", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("inspect", help="an architecture's blocks, which are removable, and costs")
+    p.add_argument("arch", help=ARCH_HELP)
+    p.add_argument("--remove", type=int, default=0, metavar="P", help="score blocks and remove the P lowest")
+    p.add_argument("--criterion", default="grasp", help="criterion for --remove (default: grasp)")
+    p.add_argument("--dataset", default="cifar10", help="data for data-driven criteria (default: cifar10)")
+    p.add_argument("--score-batches", type=int, default=4, help="batches of 128 the criterion sees")
+    p.add_argument("--shortcut", default="B", choices=["A", "B"], help="CIFAR ResNet shortcut type")
+    p.add_argument("--keep-first", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--min-per-stage", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=inspect)
+
+    p = commands.add_parser("ticket", help="run one trial (dense if -p 0) and print its result as JSON")
+    add_arguments(p)
+    p.add_argument("--history", action="store_true", help="include the per-epoch metrics")
+    p.set_defaults(run=ticket)
+
+    p = commands.add_parser("demo", help="dense vs GraSP and SNIP tickets on the digits, as a table")
+    p.add_argument("--epochs", type=int, default=15)
+    p.set_defaults(run=demo)
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        args.run(args)
+    except (ValueError, RuntimeError) as error:  # bad input or unavailable data: one line, exit 2
+        print(f"layerlth: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""A trial's hyper-parameters as one dataclass: help text beside each field, CLI flags derived
+from it, and a stable hash of the non-default values that names the trial's results."""
+
+import argparse
+import hashlib
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+
+def _f(default, help, **kwargs):
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    arch: str = _f("resnet20", "network: resnet{6n+2} (resnet20/32/44/56/110), resnet18, mobilenet_v2")
+    dataset: str = _f("digits", "cifar10, cifar100, digits, synthetic, or a path to an .npz")
+    data_dir: str | None = _f(None, "where CIFAR is cached (default $LAYERLTH_DATA or ~/.cache/layerlth/data)", hashed=False)
+    shortcut: str = _f("B", "CIFAR ResNet shortcut: B = 1x1 projection (paper's MACs), A = parameter-free")
+    criterion: str = _f("grasp", "block score at initialisation: grasp, snip, synflow, random")
+    p: int = _f(0, "number of blocks to remove; 0 trains the dense baseline")
+    score_batches: int = _f(10, "training batches the criterion sees")
+    score_batch_size: int = _f(128, "images per scoring batch")
+    aggregate: str = _f("sum", "per-weight scores to a block score: sum or mean")
+    keep_first: bool = _f(True, "never remove the network's first block")
+    min_per_stage: int = _f(2, "blocks each stage keeps at least, counting its first")
+    recipe: str = _f("paper", "training preset: paper (lr 0.01, Nesterov, 200 epochs) or he2016 (lr 0.1, 164 epochs)")
+    epochs: int | None = _f(None, "override the recipe's epochs (milestones scale with it)")
+    batch_size: int | None = _f(None, "override the recipe's batch size")
+    lr: float | None = _f(None, "override the recipe's learning rate")
+    seed: int = _f(0, "seed for initialisation, batch order, augmentation and random scores")
+    train_subset: int | None = _f(None, "use only the first N training images (quick checks)")
+    device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...")
+    amp: bool = _f(True, "bf16 autocast on CUDA (ignored on CPU)")
+    channels_last: bool = _f(True, "channels_last memory format on CUDA (ignored on CPU)")
+    country: str = _f("USA", "ISO code of the country whose grid intensity prices the energy")
+    emissions: bool = _f(True, "track energy and CO2 with codecarbon")
+    checkpoint_epochs: tuple = _f((), "epochs after which the weights are saved (0 = initial)", nargs="*", type=int)
+    out_dir: str | None = _f(None, "directory for checkpoints and result.json (none: keep nothing)", hashed=False)
+
+    def non_defaults(self):
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+    def hash(self):
+        """Stable name of the trial: defaults are left out, so adding a field renames nothing;
+        so are the fields that only say where files live."""
+        hashed = {f.name for f in fields(self) if f.metadata.get("hashed", True)}
+        values = {k: v for k, v in self.non_defaults().items() if k in hashed}
+        blob = json.dumps(values, sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown trial config keys {unknown}; allowed: {sorted(known)}")
+        values = dict(values)
+        if "checkpoint_epochs" in values:
+            values["checkpoint_epochs"] = tuple(values["checkpoint_epochs"])
+        return cls(**values)
+
+
+def add_arguments(parser, cls=TrialConfig):
+    """One --flag per field, with its help text and default."""
+    for f in fields(cls):
+        flags = ["-" + f.name] if len(f.name) == 1 else ["--" + f.name.replace("_", "-")]
+        kwargs = {"help": f"{f.metadata['help']} (default: {f.default})", "dest": f.name}
+        if f.default is not MISSING and isinstance(f.default, bool):
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=f.default, **kwargs)
+            continue
+        if "nargs" in f.metadata:
+            kwargs.update(nargs=f.metadata["nargs"], type=f.metadata["type"])
+        else:
+            kwargs["type"] = {"int | None": int, "float | None": float}.get(str(f.type), _scalar_type(f))
+        parser.add_argument(*flags, default=f.default, **kwargs)
+
+
+def _scalar_type(f):
+    return {int: int, float: float, "int": int, "float": float}.get(f.type, str)
+
+
+def from_arguments(namespace, cls=TrialConfig):
+    return cls.from_dict({f.name: getattr(namespace, f.name) for f in fields(cls)})

@@ -1,0 +1,58 @@
+"""Energy and CO2 of a piece of work, through codecarbon's offline tracker, with how it was had.
+
+codecarbon measures CPU energy only through RAPL (or Power Gadget / powermetrics); without them it
+estimates from CPU load and the CPU's TDP. RAM power is always a model. GPU energy comes from NVML,
+a measurement. The result names the source of each part next to the numbers.
+"""
+
+import logging
+
+from codecarbon import OfflineEmissionsTracker
+
+_MEASURED_CPU_MODES = {"intel_rapl", "intel_power_gadget", "apple_powermetrics", "windows_emi"}
+
+
+def _method(tracker):
+    parts = []
+    for hardware in tracker._hardware:
+        kind = type(hardware).__name__
+        if kind == "CPU":
+            mode = getattr(hardware, "_mode", "unknown")
+            parts.append(f"cpu:{mode}({'measured' if mode in _MEASURED_CPU_MODES else 'estimated'})")
+        elif kind == "GPU":
+            parts.append("gpu:nvml(measured)")
+        elif kind == "RAM":
+            parts.append("ram:model(estimated)")
+        else:
+            parts.append(f"{kind.lower()}:measured")
+    return ";".join(parts)
+
+
+class EmissionsMeter:
+    """Context manager; after exit, `.result` holds energy_kwh, co2_kg and emissions_method."""
+
+    def __init__(self, country="USA", enabled=True):
+        self.country, self.enabled, self.result = country, enabled, {}
+
+    def __enter__(self):
+        if self.enabled:
+            logging.getLogger("codecarbon").setLevel(logging.ERROR)
+            self.tracker = OfflineEmissionsTracker(
+                country_iso_code=self.country, save_to_file=False, log_level="error",
+                allow_multiple_runs=True, measure_power_secs=5,
+            )
+            self.tracker.start()
+        return self
+
+    def __exit__(self, *exc):
+        if not self.enabled:
+            self.result = {"energy_kwh": None, "co2_kg": None, "emissions_method": "disabled"}
+            return False
+        co2 = self.tracker.stop()
+        data = self.tracker.final_emissions_data
+        self.result = {
+            "energy_kwh": data.energy_consumed, "co2_kg": co2, "country": self.country,
+            "cpu_energy_kwh": data.cpu_energy, "gpu_energy_kwh": data.gpu_energy,
+            "ram_energy_kwh": data.ram_energy, "emissions_method": _method(self.tracker),
+        }
+        return False

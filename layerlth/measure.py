@@ -1,0 +1,47 @@
+"""Model size and cost: parameters, multiply-accumulates, and the memory a training step needs."""
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model, input_size=(3, 32, 32)):
+    """Multiply-accumulates of one image through convolutions and linear layers (the paper's FLOPs).
+
+    Counted by torch's own FLOP counter, which counts matmul/conv ops only (2 FLOPs per MAC).
+    """
+    param = next(model.parameters())
+    x = torch.zeros(1, *input_size, device=param.device, dtype=param.dtype)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def training_step_bytes(model, inputs, labels):
+    """Bytes one SGD-with-momentum step holds: weights, gradients, momentum, and the tensors
+    autograd saves for the backward pass (counted once per storage), on any device.
+
+    This is an estimate of a step's footprint from first principles, comparable across devices
+    (allocator overhead and workspace are left out); on a GPU the trial also reports the peak.
+    """
+    saved = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = F.cross_entropy(model(inputs), labels)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 3 * weights + sum(saved.values())

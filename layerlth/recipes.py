@@ -1,0 +1,50 @@
+"""Training recipes as named presets: the paper's (from the authors' related code) and He et al.'s."""
+
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    lr: float
+    milestones: tuple  # fractions of the epochs at which the lr is multiplied by `gamma`
+    gamma: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+
+    def scaled(self, epochs=None, batch_size=None, lr=None):
+        """The same recipe with some values overridden; milestones stay at the same fractions."""
+        changes = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def milestone_epochs(self):
+        return [round(f * self.epochs) for f in self.milestones]
+
+    def optimizer(self, model):
+        return torch.optim.SGD(
+            model.parameters(), lr=self.lr, momentum=self.momentum,
+            nesterov=self.nesterov, weight_decay=self.weight_decay,
+        )
+
+    def lr_at(self, epoch):
+        """Step schedule as a pure function of the epoch, so training can start at any epoch
+        (learning-rate rewinding replays it from there)."""
+        return self.lr * self.gamma ** sum(epoch >= m for m in self.milestone_epochs())
+
+
+RECIPES = {
+    # lr 0.01, /10 at epoch 100 and /100 at 150 of 200, Nesterov momentum
+    "paper": Recipe(epochs=200, lr=0.01, milestones=(0.5, 0.75), nesterov=True),
+    # He et al. 2016: lr 0.1, /10 at 50% and 75% of 164 epochs
+    "he2016": Recipe(epochs=164, lr=0.1, milestones=(0.5, 0.75)),
+}
+
+
+def get_recipe(name):
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; allowed: {sorted(RECIPES)}")
+    return RECIPES[name]

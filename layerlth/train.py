@@ -1,0 +1,126 @@
+"""The training loop: SGD over device-side batches, evaluation every epoch, callbacks for the rest.
+
+Checkpointing, progress lines and metric reporting all enter through callbacks, called once before
+the first epoch (metrics None) and after every epoch with an `EpochState`.
+"""
+
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from layerlth.checkpoints import save_atomic
+from layerlth.data import Batches
+
+log = logging.getLogger("layerlth")
+
+
+@dataclass
+class EpochState:
+    epoch: int  # epochs completed
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    metrics: dict | None
+
+
+def autocast(device, amp):
+    """bf16 autocast on CUDA when asked; full precision elsewhere."""
+    if amp and torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model, batches, amp=False):
+    model.eval()
+    loss = correct = count = 0
+    for inputs, labels in batches:
+        with autocast(inputs.device, amp):
+            logits = model(inputs)
+        loss += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
+        correct += int((logits.argmax(1) == labels).sum())
+        count += len(labels)
+    return loss / count, correct / count
+
+
+def _train_epoch(model, optimizer, batches, amp):
+    model.train()
+    loss_sum = torch.zeros((), device=batches.x.device)
+    correct = torch.zeros((), device=batches.x.device, dtype=torch.long)
+    count = 0
+    for inputs, labels in batches:
+        with autocast(inputs.device, amp):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(labels)  # stays on the device: no sync per step
+        correct += (logits.argmax(1) == labels).sum()
+        count += len(labels)
+    return float(loss_sum) / count, int(correct) / count, count
+
+
+def train(model, data, recipe, seed=0, start_epoch=0, callbacks=(), amp=False, channels_last=False, optimizer=None):
+    """Train `model` (already on data's device) from `start_epoch` to `recipe.epochs`.
+
+    Each epoch's batch order and augmentation come from a generator seeded by (seed, epoch), so a
+    run restarted at any epoch sees the same batches as one that never stopped.
+    """
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    optimizer = optimizer or recipe.optimizer(model)
+    test = Batches(data, 512, train=False, memory_format=memory_format)
+    history = []
+    _call(callbacks, EpochState(start_epoch, model, optimizer, None))
+    for epoch in range(start_epoch, recipe.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.lr_at(epoch)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        batches = Batches(data, recipe.batch_size, True, generator, memory_format=memory_format)
+        started = time.perf_counter()
+        train_loss, train_acc, seen = _train_epoch(model, optimizer, batches, amp)
+        seconds = time.perf_counter() - started  # the float() reads above synchronise the device
+        test_loss, test_acc = evaluate(model, test, amp)
+        metrics = {
+            "epoch": epoch + 1, "lr": recipe.lr_at(epoch), "train_loss": train_loss,
+            "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
+            "epoch_seconds": seconds, "images_per_second": seen / seconds,
+        }
+        history.append(metrics)
+        _call(callbacks, EpochState(epoch + 1, model, optimizer, metrics))
+    return history
+
+
+def _call(callbacks, state):
+    for callback in callbacks:
+        callback(state)
+
+
+def log_progress(state):
+    """Callback: one line per epoch."""
+    m = state.metrics
+    if m:
+        log.info(
+            "epoch %d  lr %.4g  train loss %.3f acc %.3f  test loss %.3f acc %.3f  %.1fs  %.0f img/s",
+            m["epoch"], m["lr"], m["train_loss"], m["train_acc"], m["test_loss"], m["test_acc"],
+            m["epoch_seconds"], m["images_per_second"],
+        )
+
+
+class SaveWeights:
+    """Callback: write the model's weights after the listed epochs (0 = before training)."""
+
+    def __init__(self, epochs, directory):
+        self.epochs, self.directory = set(epochs), Path(directory)
+
+    def path(self, epoch):
+        return self.directory / f"weights_epoch{epoch}.pt"
+
+    def __call__(self, state):
+        if state.epoch in self.epochs:
+            save_atomic(state.model.state_dict(), self.path(state.epoch))
