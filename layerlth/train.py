@@ -65,8 +65,10 @@ def _train_epoch(model, optimizer, batches, amp):
     return float(loss_sum) / count, int(correct) / count, count
 
 
-def train(model, data, recipe, seed=0, start_epoch=0, callbacks=(), amp=False, channels_last=False, optimizer=None):
-    """Train `model` (already on data's device) from `start_epoch` to `recipe.epochs`.
+def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
+          channels_last=False, optimizer=None):
+    """Train `model` (already on data's device) from `start_epoch` to `stop_epoch` (default: the
+    recipe's last); the lr follows the recipe's schedule for those epochs.
 
     Each epoch's batch order and augmentation come from a generator seeded by (seed, epoch), so a
     run restarted at any epoch sees the same batches as one that never stopped.
@@ -77,7 +79,7 @@ def train(model, data, recipe, seed=0, start_epoch=0, callbacks=(), amp=False, c
     test = Batches(data, 512, train=False, memory_format=memory_format)
     history = []
     _call(callbacks, EpochState(start_epoch, model, optimizer, None))
-    for epoch in range(start_epoch, recipe.epochs):
+    for epoch in range(start_epoch, recipe.epochs if stop_epoch is None else stop_epoch):
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr_at(epoch)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)

@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SUBSET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset.npz"
+
+
+@pytest.fixture(scope="session")
+def cifar_subset():
+    """Real CIFAR-10 images (10% of the training set) shipped beside the project."""
+    assert SUBSET.is_file(), f"{SUBSET} is missing: the tests read real images from it"
+    return str(SUBSET)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_quiet(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("LAYERLTH_DATA", str(tmp_path / "data"))
+
+
+def pytest_configure(config):
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")

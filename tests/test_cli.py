@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from layerlth.cli import main
+
+
+def test_inspect_lists_blocks_and_the_ticket_cost(capsys):
+    main(["inspect", "resnet32", "--remove", "3", "--criterion", "synflow", "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] == 466_906 and info["macs"] == 69_124_736
+    assert len(info["blocks"]) == 15 and sum(b["removable"] for b in info["blocks"]) == 12
+    assert len(info["removed"]) == 3
+    assert round(100 * (1 - info["ticket_macs"] / info["macs"]), 2) == 20.48
+
+
+def test_inspect_table_names_why_a_block_is_kept(capsys):
+    main(["inspect", "resnet20"])
+    out = capsys.readouterr().out
+    assert "stage2.block1" in out and "changes resolution or width" in out and "4.72M MACs  removable" in out
+
+
+def test_ticket_prints_the_result_as_json(capsys):
+    main(["ticket", "--dataset", "synthetic", "-p", "1", "--criterion", "snip", "--epochs", "1",
+          "--recipe", "he2016", "--score-batches", "1", "--no-emissions"])
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["removed"]) == 1 and "history" not in result
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [(["inspect", "resnet21"], "unknown arch 'resnet21'"),
+     (["ticket", "--criterion", "l2"], "unknown criterion 'l2'"),
+     (["ticket", "-p", "9"], "p=9 is not possible")],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2 and message in capsys.readouterr().err
