@@ -13,41 +13,55 @@ def _f(default, help, **kwargs):
 
 @dataclass(frozen=True)
 class TrialConfig:
+    kind: str = _f("at_init", "dense, at_init (Algorithm 2), after_training (Algorithm 1) or filter (Table 3)")
     arch: str = _f("resnet20", "network: resnet{6n+2} (resnet20/32/44/56/110), resnet18, mobilenet_v2")
     dataset: str = _f("digits", "cifar10, cifar100, digits, synthetic, or a path to an .npz")
-    data_dir: str | None = _f(None, "where CIFAR is cached (default $LAYERLTH_DATA or ~/.cache/layerlth/data)", hashed=False)
+    data_dir: str | None = _f(None, "where CIFAR is cached (default $LAYERLTH_DATA or ~/.cache/layerlth/data)", hashed=False, dense=False)
     shortcut: str = _f("B", "CIFAR ResNet shortcut: B = 1x1 projection (paper's MACs), A = parameter-free")
-    criterion: str = _f("grasp", "block score at initialisation: grasp, snip, synflow, random")
-    p: int = _f(0, "number of blocks to remove; 0 trains the dense baseline")
-    score_batches: int = _f(10, "training batches the criterion sees")
-    score_batch_size: int = _f(128, "images per scoring batch")
-    aggregate: str = _f("sum", "per-weight scores to a block score: sum or mean")
-    keep_first: bool = _f(True, "never remove the network's first block")
-    min_per_stage: int = _f(2, "blocks each stage keeps at least, counting its first")
+    criterion: str = _f("grasp", "block score: grasp, snip, synflow (at init); hrank, expectabs, pls, kl, l1 (trained); random", dense=False)
+    p: int = _f(0, "number of blocks to remove (a filter ticket matches that layer ticket's filters); 0 = dense", dense=False)
+    rewind: int = _f(0, "after_training: epoch whose dense weights the ticket restarts from, lr schedule replayed from there", dense=False)
+    reinit: bool = _f(False, "after_training: random re-init of the ticket instead of rewinding (Liu et al. 2019)", dense=False)
+    rewind_epochs: tuple = _f((), "epochs whose dense weights are kept for rewinding (default 0 and 1/8, 1/4, 3/8 of the epochs)", nargs="*", type=int)
+    score_batches: int = _f(10, "training batches the criterion sees", dense=False)
+    score_batch_size: int = _f(128, "images per scoring batch", dense=False)
+    aggregate: str = _f("sum", "per-weight scores to a block score: sum or mean", dense=False)
+    keep_first: bool = _f(True, "never remove the network's first block", dense=False)
+    min_per_stage: int = _f(2, "blocks each stage keeps at least, counting its first", dense=False)
     recipe: str = _f("paper", "training preset: paper (lr 0.01, Nesterov, 200 epochs) or he2016 (lr 0.1, 164 epochs)")
     epochs: int | None = _f(None, "override the recipe's epochs (milestones scale with it)")
     batch_size: int | None = _f(None, "override the recipe's batch size")
     lr: float | None = _f(None, "override the recipe's learning rate")
     seed: int = _f(0, "seed for initialisation, batch order, augmentation and random scores")
     train_subset: int | None = _f(None, "use only the first N training images (quick checks)")
-    device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...")
+    device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...", dense=False)
     amp: bool = _f(True, "bf16 autocast on CUDA (ignored on CPU)")
     channels_last: bool = _f(True, "channels_last memory format on CUDA (ignored on CPU)")
-    country: str = _f("USA", "ISO code of the country whose grid intensity prices the energy")
-    emissions: bool = _f(True, "track energy and CO2 with codecarbon")
-    checkpoint_epochs: tuple = _f((), "epochs after which the weights are saved (0 = initial)", nargs="*", type=int)
-    out_dir: str | None = _f(None, "directory for checkpoints and result.json (none: keep nothing)", hashed=False)
+    country: str = _f("USA", "ISO code of the country whose grid intensity prices the energy", dense=False)
+    emissions: bool = _f(True, "track energy and CO2 with codecarbon", dense=False)
+    checkpoint_epochs: tuple = _f((), "epochs after which the weights are saved (0 = initial)", nargs="*", type=int, dense=False)
+    out_dir: str | None = _f(None, "directory for checkpoints and result.json (none: keep nothing)", hashed=False, dense=False)
+    dense_dir: str = _f("results/dense", "where dense runs are stored once and shared by their tickets", hashed=False, dense=False)
 
-    def non_defaults(self):
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+    def non_defaults(self, names=None):
+        return {
+            f.name: getattr(self, f.name) for f in fields(self)
+            if getattr(self, f.name) != f.default and (names is None or f.name in names)
+        }
 
     def hash(self):
         """Stable name of the trial: defaults are left out, so adding a field renames nothing;
         so are the fields that only say where files live."""
-        hashed = {f.name for f in fields(self) if f.metadata.get("hashed", True)}
-        values = {k: v for k, v in self.non_defaults().items() if k in hashed}
-        blob = json.dumps(values, sort_keys=True, default=list)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return _digest(self.non_defaults({f.name for f in fields(self) if f.metadata.get("hashed", True)}))
+
+    def dense_config(self):
+        """The dense run this trial's tickets come from: the same net, data, seed and training."""
+        keep = {f.name for f in fields(self) if f.metadata.get("dense", True)} | _CARRIED
+        return TrialConfig(**{k: v for k, v in self.to_dict().items() if k in keep} | {"kind": "dense"})
+
+    def dense_key(self):
+        """Names the stored dense run: only what changes the dense training."""
+        return _digest(self.non_defaults({f.name for f in fields(self) if f.metadata.get("dense", True)} - {"kind"}))
 
     def to_dict(self):
         return asdict(self)
@@ -59,9 +73,18 @@ class TrialConfig:
         if unknown:
             raise ValueError(f"unknown trial config keys {unknown}; allowed: {sorted(known)}")
         values = dict(values)
-        if "checkpoint_epochs" in values:
-            values["checkpoint_epochs"] = tuple(values["checkpoint_epochs"])
+        for name in ("checkpoint_epochs", "rewind_epochs"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
+
+
+# not part of the dense run's identity, but handed to it
+_CARRIED = {"data_dir", "device", "country", "emissions", "dense_dir"}
+
+
+def _digest(values):
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
 def add_arguments(parser, cls=TrialConfig):

@@ -1,5 +1,5 @@
-"""One trial as a plain function: config -> dense net at a seed -> block scores -> surgery ->
-training -> measurements -> result row. With p = 0 it is the dense baseline."""
+"""One trial as a plain function: config -> dense net at a seed -> ticket (scores, surgery) ->
+training -> measurements -> result row. `kind` says which ticket; p = 0 is the dense baseline."""
 
 import logging
 import platform
@@ -8,26 +8,33 @@ from pathlib import Path
 
 import torch
 
+from layerlth import tickets
 from layerlth.checkpoints import write_json_atomic
 from layerlth.config import TrialConfig
-from layerlth.criteria import AGGREGATES, check_criterion, score_blocks
+from layerlth.criteria import AGGREGATES, CRITERIA, check_criterion
 from layerlth.data import Batches, check_dataset, load_dataset
+from layerlth.dense_runs import DenseRun
 from layerlth.emissions import EmissionsMeter
 from layerlth.measure import count_macs, count_params, training_step_bytes
-from layerlth.models import RemovalRule, SHORTCUTS, build_model, check_arch, max_removable, select_lowest
-from layerlth.models import removable_blocks, remove_blocks
+from layerlth.models import SHORTCUTS, build_model, check_arch, max_removable
+from layerlth.models.filters import prunable_convs
 from layerlth.recipes import get_recipe
+from layerlth.similarity import representation_cka
 from layerlth.train import SaveWeights, log_progress, train
 
 log = logging.getLogger("layerlth")
+KINDS = ("dense", "at_init", "after_training", "filter")
+removal_rule, score_and_remove = tickets.removal_rule, tickets.score_and_remove
 
 
 def validate(config):
     """Every check that needs no data or training; raises ValueError naming the bad value."""
+    if config.kind not in KINDS:
+        raise ValueError(f"unknown kind {config.kind!r}; allowed: {list(KINDS)}")
     check_arch(config.arch)
     check_criterion(config.criterion)
     check_dataset(config.dataset)
-    get_recipe(config.recipe)
+    recipe = training_recipe(config)
     if config.shortcut not in SHORTCUTS:
         raise ValueError(f"unknown shortcut {config.shortcut!r}; allowed: {sorted(SHORTCUTS)}")
     if config.aggregate not in AGGREGATES:
@@ -35,19 +42,25 @@ def validate(config):
     for name in ("score_batches", "score_batch_size", "min_per_stage"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    rule = removal_rule(config)
-    limit = max_removable(build_model(config.arch, shortcut=config.shortcut), rule)
+    model = build_model(config.arch, shortcut=config.shortcut)
+    limit = max_removable(model, removal_rule(config))
     if not 0 <= config.p <= limit:
-        raise ValueError(f"p={config.p} is not possible for {config.arch}: allowed 0..{limit} under {rule}")
-    recipe = training_recipe(config)
-    bad = [e for e in config.checkpoint_epochs if not 0 <= e <= recipe.epochs]
-    if bad:
-        raise ValueError(f"checkpoint_epochs {bad} outside 0..{recipe.epochs}")
+        raise ValueError(f"p={config.p} is not possible for {config.arch}: allowed 0..{limit} under {removal_rule(config)}")
+    if config.kind == "dense" and config.p:
+        raise ValueError(f"kind 'dense' removes nothing, but p={config.p}")
+    if config.kind == "filter":
+        prunable_convs(model)
+        if not CRITERIA[config.criterion].per_weight:
+            allowed = sorted(n for n, c in CRITERIA.items() if c.per_weight)
+            raise ValueError(f"filter tickets need a per-weight criterion, not {config.criterion!r}; allowed: {allowed}")
+    run = DenseRun(config, recipe.epochs)
+    for name, epochs in (("checkpoint_epochs", config.checkpoint_epochs), ("rewind_epochs", run.rewind_epochs)):
+        bad = [e for e in epochs if not 0 <= e <= recipe.epochs]
+        if bad:
+            raise ValueError(f"{name} {bad} outside 0..{recipe.epochs}")
+    if config.kind == "after_training" and not config.reinit and config.rewind not in run.rewind_epochs:
+        raise ValueError(f"rewind={config.rewind} is not among the dense run's rewind_epochs {run.rewind_epochs}")
     return config
-
-
-def removal_rule(config):
-    return RemovalRule(keep_first=config.keep_first, min_per_stage=config.min_per_stage)
 
 
 def training_recipe(config):
@@ -60,45 +73,71 @@ def pick_device(name):
     return torch.device(name)
 
 
-def scoring_batches(data, config):
-    """The first `score_batches` shuffled, un-augmented training batches of the trial's seed."""
-    generator = torch.Generator().manual_seed(config.seed)
-    batches = Batches(data, config.score_batch_size, True, generator, augment=False)
-    return [batch for batch, _ in zip(batches, range(config.score_batches))]
-
-
-def score_and_remove(model, config, data=None, input_size=(3, 32, 32)):
-    """The ticket at initialisation: score the dense net's blocks, remove the p lowest.
-
-    `data` may be None for data-free criteria (SynFlow, random)."""
-    if config.p == 0:
-        return model, {}, []
-    needs_data = check_criterion(config.criterion).needs_data
-    batches = scoring_batches(data, config) if needs_data else ()
-    rule = removal_rule(config)
-    scores = score_blocks(
-        model, config.criterion, batches, removable_blocks(model, rule), config.aggregate,
-        seed=config.seed, input_size=data.image_size if data else input_size,
-    )
-    removed = select_lowest(model, scores, config.p, rule)
-    return remove_blocks(model, removed), scores, removed
-
-
 def run_trial(config, callbacks=()):
     """Run one trial; return a flat, JSON-friendly dict. `callbacks` see every epoch."""
     config = validate(TrialConfig.from_dict(config) if isinstance(config, dict) else config)
-    recipe = training_recipe(config)
     device = pick_device(config.device)
-    cuda = device.type == "cuda"
-    data = load_dataset(config.dataset, config.data_dir)
-    data = data.subset(train=config.train_subset).to(device)
+    data = load_dataset(config.dataset, config.data_dir).subset(train=config.train_subset).to(device)
+    if config.kind == "dense" or config.p == 0:
+        result = dense_result(config, data, device, callbacks)
+    else:
+        result = ticket_result(config, data, device, callbacks)
+    if config.out_dir:
+        write_json_atomic(result, Path(config.out_dir) / "result.json")
+    return result
 
+
+def initial_dense(config, data, device):
     torch.manual_seed(config.seed)
-    dense = build_model(config.arch, data.num_classes, data.image_size[0], config.shortcut).to(device)
-    started = time.perf_counter()
-    model, scores, removed = score_and_remove(dense, config, data)
-    score_seconds = time.perf_counter() - started
+    return build_model(config.arch, data.num_classes, data.image_size[0], config.shortcut).to(device)
 
+
+def dense_result(config, data, device, callbacks=()):
+    """The dense baseline, trained once per dense key and stored; later calls read the store."""
+    run = DenseRun(config, training_recipe(config).epochs)
+    with run.lock():
+        reused = run.complete()
+        if not reused:
+            dense = initial_dense(config, data, device)
+            saver = SaveWeights(run.saved_epochs, run.directory)
+            measured = train_and_measure(dense, dense, config.dense_config(), data, device, 0, [saver, *callbacks])
+            write_json_atomic(measured, run.result_path)
+        stored = run.result()
+    return {**stored, **config.to_dict(), "trial_id": config.hash(), "removed": [], "scores": {},
+            "dense_run": str(run.directory), "dense_reused": reused}
+
+
+def ticket_result(config, data, device, callbacks=()):
+    dense = initial_dense(config, data, device)
+    recipe = training_recipe(config)
+    run = DenseRun(config, recipe.epochs)
+    if config.kind == "after_training":
+        dense_result(config, data, device)  # trains the dense run only if no trial did before
+    started = time.perf_counter()
+    if config.kind == "after_training":
+        ticket, facts, start = tickets.after_training(dense, run, config, data)
+    elif config.kind == "filter":
+        ticket, facts, start = tickets.filter_ticket(dense, config, data)
+    else:
+        ticket, facts, start = tickets.at_init(dense, config, data)
+    facts["score_seconds"] = time.perf_counter() - started
+    measured = train_and_measure(ticket, dense, config, data, device, start, callbacks)
+    facts["cka_vs_dense"] = similarity_to_dense(ticket, dense, run, data, device)
+    return {**measured, **facts, "dense_run": str(run.directory)}
+
+
+def similarity_to_dense(ticket, dense, run, data, device):
+    """Linear CKA of the trained ticket's and trained dense net's features on test images, when the
+    dense run is stored (it always is for after-training tickets)."""
+    if not run.complete():
+        return None
+    trained = tickets._with_weights(dense, run.weights(run.epochs, device))
+    return representation_cka(ticket, trained, Batches(data.subset(test=1024), 256, train=False))
+
+
+def train_and_measure(model, dense, config, data, device, start_epoch=0, callbacks=()):
+    recipe = training_recipe(config)
+    cuda = device.type == "cuda"
     sample = next(iter(Batches(data, recipe.batch_size, True, torch.Generator().manual_seed(0))))
     memory_estimate = training_step_bytes(model, *sample)
     if cuda:
@@ -106,21 +145,20 @@ def run_trial(config, callbacks=()):
     hooks = [log_progress, *callbacks]
     if config.out_dir and config.checkpoint_epochs:
         hooks.append(SaveWeights(config.checkpoint_epochs, Path(config.out_dir) / "checkpoints"))
-    log.info("%s: %s blocks removed %s, training %d epochs on %s", config.arch, config.p, removed, recipe.epochs, device)
+    log.info("%s %s: p=%d, training epochs %d..%d on %s", config.arch, config.kind, config.p, start_epoch,
+             recipe.epochs, device)
     with EmissionsMeter(config.country, config.emissions) as meter:
-        history = train(model, data, recipe, config.seed, callbacks=hooks,
+        history = train(model, data, recipe, config.seed, start_epoch, callbacks=hooks,
                         amp=config.amp and cuda, channels_last=config.channels_last and cuda)
-
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
     seconds = [h["epoch_seconds"] for h in history]
-    result = {
+    return {
         **config.to_dict(), "trial_id": config.hash(), "status": "finished",
-        "removed": removed, "scores": scores, "score_seconds": score_seconds,
         "dense_params": count_params(dense), "params": count_params(model),
         "dense_macs": dense_macs, "macs": macs, "macs_reduction": 1 - macs / dense_macs,
         "final_test_acc": history[-1]["test_acc"] if history else None,
         "best_test_acc": max((h["test_acc"] for h in history), default=None),
-        "epochs_trained": len(history), "train_seconds": sum(seconds),
+        "start_epoch": start_epoch, "epochs_trained": len(history), "train_seconds": sum(seconds),
         "images_per_second": sum(h["images_per_second"] for h in history) / max(1, len(history)),
         "memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else memory_estimate,
         "memory_method": "cuda_peak_allocated" if cuda else "estimate:weights+grads+momentum+saved_activations",
@@ -128,6 +166,3 @@ def run_trial(config, callbacks=()):
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
         **meter.result, "history": history,
     }
-    if config.out_dir:
-        write_json_atomic(result, Path(config.out_dir) / "result.json")
-    return result

@@ -21,6 +21,7 @@ def _seed_and_quiet(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(tmp_path / "wandb"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("LAYERLTH_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)  # results/ (the default dense store) lands in the test's tmp dir
 
 
 def pytest_configure(config):

@@ -25,8 +25,10 @@ def test_ticket_trial_removes_scores_trains_and_measures(tmp_path):
 
 
 def test_p0_is_the_dense_baseline_and_trials_are_deterministic():
-    a, b = run_trial(TrialConfig(**FAST)), run_trial(FAST)
+    a, b = run_trial(TrialConfig(**FAST)), run_trial(dict(FAST, dense_dir="elsewhere"))
     assert a["removed"] == [] and a["params"] == a["dense_params"]
+    assert not a["dense_reused"] and not b["dense_reused"]
+    assert run_trial(dict(FAST, kind="dense"))["dense_reused"]  # same dense key: read from the store
     assert a["history"] == [dict(h, epoch_seconds=x["epoch_seconds"], images_per_second=x["images_per_second"])
                             for h, x in zip(b["history"], a["history"])]
 

@@ -2,8 +2,10 @@
 
 `score_blocks(model, criterion, batches)` returns {block name: score}; higher means more
 important, so the p lowest-scoring blocks are the ones removed. Criteria that rate single weights
-(SNIP, GraSP, SynFlow) are aggregated per block (`aggregate`: sum by default, or mean). Scoring
-runs on a copy: the caller's weights and BN statistics are never touched.
+(SNIP, GraSP, SynFlow, L1) are aggregated per block (`aggregate`: sum by default, or mean); the
+others rate blocks from their outputs. Scoring runs on a copy: the caller's weights and BN
+statistics are never touched. Gradient criteria run the copy in train mode (BN on batch
+statistics, as in training); output criteria, meant for trained nets, in eval mode.
 """
 
 import copy
@@ -15,6 +17,7 @@ from typing import Callable
 from layerlth.criteria.grasp import grasp
 from layerlth.criteria.snip import snip
 from layerlth.criteria.synflow import synflow
+from layerlth.criteria.trained import expectabs, hrank, kl, l1, pls
 from layerlth.criteria.weights import AGGREGATES, aggregate
 from layerlth.models import removable_blocks
 from layerlth.models.blocks import PHYSICAL_ONLY
@@ -25,21 +28,31 @@ class Criterion:
     score: Callable  # (model, batches, **options) -> {weight name: tensor} or {block: float}
     per_weight: bool  # True: per-weight scores, aggregated per block
     needs_data: bool
+    train_mode: bool  # BN on batch statistics (gradient criteria) or running ones
     help: str
 
 
-def random_blocks(model, batches, seed=0):
-    """One uniform draw per block from a seeded generator (a draw per weight would favour big blocks)."""
+def random_blocks(model, batches, blocks, seed=0):
+    """One uniform draw per block from a seeded generator (a draw per weight would favour big
+    blocks); every physically removable block draws, so a block's score does not depend on the rule."""
     rng = _random.Random(seed)
-    return {name: rng.random() for name in removable_blocks(model, PHYSICAL_ONLY)}
+    draws = {name: rng.random() for name in removable_blocks(model, PHYSICAL_ONLY)}
+    return {name: draws[name] for name in blocks}
 
 
 CRITERIA = {
-    "snip": Criterion(snip, True, True, "SNIP |theta * dL/dtheta| at init"),
-    "grasp": Criterion(grasp, True, True, "GraSP theta * Hg at init (the paper's default)"),
-    "synflow": Criterion(synflow, True, False, "SynFlow theta * dR/dtheta, data-free"),
-    "random": Criterion(random_blocks, False, False, "uniform random scores (seeded)"),
+    "grasp": Criterion(grasp, True, True, True, "GraSP theta * Hg at init (the paper's default)"),
+    "snip": Criterion(snip, True, True, True, "SNIP |theta * dL/dtheta| at init"),
+    "synflow": Criterion(synflow, True, False, False, "SynFlow theta * dR/dtheta, data-free"),
+    "hrank": Criterion(hrank, False, True, False, "HRank: mean rank of the block's output maps (trained)"),
+    "expectabs": Criterion(expectabs, False, True, False, "expectABS: mean |output| of the block (trained)"),
+    "pls": Criterion(pls, False, True, False, "PLS+VIP: mean VIP of the block's pooled outputs (trained)"),
+    "kl": Criterion(kl, False, True, False, "KL of the softmax with vs without the block (trained)"),
+    "l1": Criterion(l1, True, False, False, "L1 norm of the block's weights (biased to early stages)"),
+    "random": Criterion(random_blocks, False, False, False, "uniform random scores (seeded)"),
 }
+AT_INIT = ("grasp", "snip", "synflow", "random")
+TRAINED = ("hrank", "expectabs", "pls", "kl", "l1", "random")
 
 
 def check_criterion(name):
@@ -48,19 +61,31 @@ def check_criterion(name):
     return CRITERIA[name]
 
 
+def _run(model, criterion, batches, options):
+    entry = check_criterion(criterion)
+    batches = list(batches) if entry.needs_data else batches
+    if entry.needs_data and not batches:
+        raise ValueError(f"criterion {criterion!r} needs batches of (inputs, labels)")
+    net = copy.deepcopy(model).train(entry.train_mode)
+    accepted = inspect.signature(entry.score).parameters
+    return entry.score(net, batches, **{k: v for k, v in options.items() if k in accepted})
+
+
+def score_weights(model, criterion, batches=(), **options):
+    """{weight name: per-weight score tensor}, for criteria that rate single weights."""
+    if not check_criterion(criterion).per_weight:
+        per_weight = sorted(n for n, c in CRITERIA.items() if c.per_weight)
+        raise ValueError(f"criterion {criterion!r} rates blocks, not weights; per-weight ones: {per_weight}")
+    return _run(model, criterion, batches, options)
+
+
 def score_blocks(model, criterion, batches=(), blocks=None, aggregate_by="sum", **options):
     """{block name: score} for `blocks` (default: the removable ones under the default rule).
 
     `options` (e.g. seed, input_size, temperature) go to the criteria that take them.
     """
-    entry = check_criterion(criterion)
     blocks = removable_blocks(model) if blocks is None else list(blocks)
-    batches = list(batches) if entry.needs_data else batches
-    if entry.needs_data and not batches:
-        raise ValueError(f"criterion {criterion!r} needs batches of (inputs, labels)")
-    net = copy.deepcopy(model).train()
-    accepted = inspect.signature(entry.score).parameters
-    scores = entry.score(net, batches, **{k: v for k, v in options.items() if k in accepted})
-    if entry.per_weight:
+    scores = _run(model, criterion, batches, {**options, "blocks": blocks})
+    if check_criterion(criterion).per_weight:
         return aggregate(scores, blocks, aggregate_by)
     return {name: scores[name] for name in blocks}

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from layerlth.similarity import linear_cka
+from layerlth.verdict import signed, verdict
+
+
+def test_signed_prints_like_the_paper():
+    assert signed(0.4) == "(+)0.40" and signed(0.0) == "(+)0.00" and signed(-0.5) == "(-)0.50"
+
+
+def test_verdict_for_each_xi():
+    dense = [0.9200, 0.9250, 0.9300]  # std 0.5 points
+    v = verdict(dense, [0.9210, 0.9240, 0.9260])
+    assert v["diff"] == pytest.approx(-0.133, abs=1e-3) and v["diff_text"] == "(-)0.13"
+    assert not v["wins_xi0"] and v["wins_xi1"] and v["wins_xi_std"]
+    assert v["dense_std"] == pytest.approx(0.5)
+    far = verdict(dense, [0.90, 0.91])
+    assert not far["wins_xi1"] and not far["wins_xi_std"]
+    assert verdict(dense, [0.93, 0.93])["wins_xi0"]
+    with pytest.raises(ValueError):
+        verdict([], [0.9])
+
+
+def test_linear_cka_is_invariant_to_rotation_and_scale_only():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 8, generator=g)
+    rotation = torch.linalg.qr(torch.randn(8, 8, generator=g))[0]
+    assert linear_cka(x, x) == pytest.approx(1)
+    assert linear_cka(x, 3 * x @ rotation) == pytest.approx(1)
+    assert linear_cka(x, torch.randn(200, 8, generator=g)) < 0.2
