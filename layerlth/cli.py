@@ -63,6 +63,16 @@ def ticket(args):
     print(json.dumps(result, indent=2, default=str))
 
 
+def verdict(args):
+    from layerlth.results import load_rows
+    from layerlth.verdict import format_verdicts, verdicts
+
+    table = verdicts(load_rows(args.results))
+    if not table:
+        raise ValueError(f"no ticket with a matching dense baseline in {args.results}")
+    print(json.dumps(table, indent=2) if args.json else format_verdicts(table))
+
+
 def demo(args):
     from layerlth.demo import main
 
@@ -89,6 +99,11 @@ def parser():
     add_arguments(p)
     p.add_argument("--history", action="store_true", help="include the per-epoch metrics")
     p.set_defaults(run=ticket)
+
+    p = commands.add_parser("verdict", help="which tickets win: mean/std over seeds vs their dense runs")
+    p.add_argument("results", nargs="+", help="result.json files, directories holding them, or results CSV/Parquet")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=verdict)
 
     p = commands.add_parser("demo", help="dense vs GraSP and SNIP tickets on the digits, as a table")
     p.add_argument("--epochs", type=int, default=15)

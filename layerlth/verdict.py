@@ -28,3 +28,42 @@ def verdict(dense_accs, ticket_accs):
         "diff": diff, "diff_text": signed(diff),
         "wins_xi0": diff >= 0, "wins_xi1": diff + 1 >= 0, "wins_xi_std": diff + xi_std >= 0,
     }
+
+
+# a ticket is compared with the dense runs of the same setting, over seeds
+BASELINE = ("arch", "dataset", "shortcut", "recipe", "epochs", "train_subset")
+TICKET = BASELINE + ("kind", "criterion", "p", "rewind", "reinit")
+
+
+def _key(row, names):
+    return tuple(row.get(n) for n in names)
+
+
+def verdicts(rows):
+    """One verdict per ticket setting found in result rows, against its dense rows."""
+    rows = [r for r in rows if r.get("status", "finished") == "finished" and r.get("final_test_acc") is not None]
+    dense, groups = {}, {}
+    for row in rows:
+        if row["kind"] == "dense" or row["p"] == 0:
+            dense.setdefault(_key(row, BASELINE), []).append(row["final_test_acc"])
+        else:
+            groups.setdefault(_key(row, TICKET), []).append(row["final_test_acc"])
+    table = []
+    for key, accs in sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))):
+        baseline = dense.get(key[: len(BASELINE)])
+        if baseline:
+            table.append(dict(zip(TICKET, key)) | verdict(baseline, accs))
+    return table
+
+
+def format_verdicts(table):
+    header = f"{'arch':<10}{'kind':<16}{'criterion':<10}{'p':>3}{'rewind':>7}  {'dense':>12}  {'ticket':>12}  {'diff':>8}  wins(xi=0/1/std)"
+    lines = [header]
+    for v in table:
+        rewind = "reinit" if v["reinit"] else (v["rewind"] if v["kind"] == "after_training" else "")
+        lines.append(
+            f"{v['arch']:<10}{v['kind']:<16}{v['criterion']:<10}{v['p']:>3}{rewind:>7}  "
+            f"{v['dense_mean']:6.2f}±{v['dense_std']:<5.2f}  {v['ticket_mean']:6.2f}±{v['ticket_std']:<5.2f}  "
+            f"{v['diff_text']:>8}  {'/'.join('yes' if v[k] else 'no' for k in ('wins_xi0', 'wins_xi1', 'wins_xi_std'))}"
+        )
+    return "\n".join(lines)

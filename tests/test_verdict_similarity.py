@@ -29,3 +29,21 @@ def test_linear_cka_is_invariant_to_rotation_and_scale_only():
     assert linear_cka(x, x) == pytest.approx(1)
     assert linear_cka(x, 3 * x @ rotation) == pytest.approx(1)
     assert linear_cka(x, torch.randn(200, 8, generator=g)) < 0.2
+
+
+def test_verdict_command_reads_result_files(tmp_path, capsys):
+    import json
+
+    from layerlth.cli import main
+
+    base = {"arch": "resnet32", "dataset": "cifar10", "shortcut": "B", "recipe": "paper", "epochs": 200,
+            "train_subset": None, "criterion": "grasp", "rewind": 0, "reinit": False}
+    accs = {("dense", 0): [0.925, 0.924, 0.926], ("at_init", 1): [0.929, 0.928, 0.929]}
+    for (kind, p), values in accs.items():
+        for seed, acc in enumerate(values):
+            row = base | {"kind": kind, "p": p, "seed": seed, "final_test_acc": acc, "trial_id": f"{kind}{seed}"}
+            (tmp_path / f"{kind}{seed}").mkdir()
+            (tmp_path / f"{kind}{seed}" / "result.json").write_text(json.dumps(row))
+    main(["verdict", str(tmp_path), "--json"])
+    [v] = json.loads(capsys.readouterr().out)
+    assert v["diff_text"] == "(+)0.37" and v["wins_xi0"] and v["ticket_n"] == 3
