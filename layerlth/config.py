@@ -34,11 +34,12 @@ class TrialConfig:
     lr: float | None = _f(None, "override the recipe's learning rate")
     seed: int = _f(0, "seed for initialisation, batch order, augmentation and random scores")
     train_subset: int | None = _f(None, "use only the first N training images (quick checks)")
-    device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...", dense=False)
+    device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...", hashed=False, dense=False)
     amp: bool = _f(True, "bf16 autocast on CUDA (ignored on CPU)")
     channels_last: bool = _f(True, "channels_last memory format on CUDA (ignored on CPU)")
     country: str = _f("USA", "ISO code of the country whose grid intensity prices the energy", dense=False)
     emissions: bool = _f(True, "track energy and CO2 with codecarbon", dense=False)
+    gpu_share: float = _f(1.0, "fraction of the GPU this trial holds; its GPU energy is apportioned by it", hashed=False, dense=False)
     checkpoint_epochs: tuple = _f((), "epochs after which the weights are saved (0 = initial)", nargs="*", type=int, dense=False)
     out_dir: str | None = _f(None, "directory for checkpoints and result.json (none: keep nothing)", hashed=False, dense=False)
     dense_dir: str = _f("results/dense", "where dense runs are stored once and shared by their tickets", hashed=False, dense=False)
@@ -80,7 +81,7 @@ class TrialConfig:
 
 
 # not part of the dense run's identity, but handed to it
-_CARRIED = {"data_dir", "device", "country", "emissions", "dense_dir"}
+_CARRIED = {"data_dir", "device", "country", "emissions", "dense_dir", "gpu_share"}
 
 
 def _digest(values):

@@ -31,8 +31,8 @@ def _method(tracker):
 class EmissionsMeter:
     """Context manager; after exit, `.result` holds energy_kwh, co2_kg and emissions_method."""
 
-    def __init__(self, country="USA", enabled=True):
-        self.country, self.enabled, self.result = country, enabled, {}
+    def __init__(self, country="USA", enabled=True, gpu_share=1.0):
+        self.country, self.enabled, self.gpu_share, self.result = country, enabled, gpu_share, {}
 
     def __enter__(self):
         if self.enabled:
@@ -46,13 +46,17 @@ class EmissionsMeter:
 
     def __exit__(self, *exc):
         if not self.enabled:
-            self.result = {"energy_kwh": None, "co2_kg": None, "emissions_method": "disabled"}
+            self.result = {"energy_kwh": None, "co2_kg": None, "gpu_share": self.gpu_share, "emissions_method": "disabled"}
             return False
         co2 = self.tracker.stop()
         data = self.tracker.final_emissions_data
+        # NVML reads the whole GPU: a trial sharing it is charged its share of the GPU energy
+        gpu = data.gpu_energy * self.gpu_share
+        energy = data.cpu_energy + data.ram_energy + gpu
+        intensity = co2 / data.energy_consumed if data.energy_consumed else 0.0
         self.result = {
-            "energy_kwh": data.energy_consumed, "co2_kg": co2, "country": self.country,
-            "cpu_energy_kwh": data.cpu_energy, "gpu_energy_kwh": data.gpu_energy,
-            "ram_energy_kwh": data.ram_energy, "emissions_method": _method(self.tracker),
+            "energy_kwh": energy, "co2_kg": energy * intensity, "country": self.country,
+            "cpu_energy_kwh": data.cpu_energy, "gpu_energy_kwh": gpu, "ram_energy_kwh": data.ram_energy,
+            "gpu_share": self.gpu_share, "emissions_method": _method(self.tracker),
         }
         return False

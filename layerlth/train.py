@@ -25,6 +25,8 @@ class EpochState:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     metrics: dict | None
+    history: list  # metrics of every epoch so far, those of earlier attempts included
+    context: dict  # what the trial knows of the model (removed blocks, scores), for checkpoints
 
 
 def autocast(device, amp):
@@ -66,9 +68,10 @@ def _train_epoch(model, optimizer, batches, amp):
 
 
 def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
-          channels_last=False, optimizer=None):
+          channels_last=False, optimizer=None, history=(), context=None):
     """Train `model` (already on data's device) from `start_epoch` to `stop_epoch` (default: the
-    recipe's last); the lr follows the recipe's schedule for those epochs.
+    recipe's last); the lr follows the recipe's schedule for those epochs. `history` holds the
+    metrics of epochs trained before (a resumed run); the return value adds the new ones.
 
     Each epoch's batch order and augmentation come from a generator seeded by (seed, epoch), so a
     run restarted at any epoch sees the same batches as one that never stopped.
@@ -77,8 +80,9 @@ def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks
     model.to(memory_format=memory_format)
     optimizer = optimizer or recipe.optimizer(model)
     test = Batches(data, 512, train=False, memory_format=memory_format)
-    history = []
-    _call(callbacks, EpochState(start_epoch, model, optimizer, None))
+    history = list(history)
+    context = context or {}
+    _call(callbacks, EpochState(start_epoch, model, optimizer, None, history, context))
     for epoch in range(start_epoch, recipe.epochs if stop_epoch is None else stop_epoch):
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr_at(epoch)
@@ -94,7 +98,7 @@ def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks
             "epoch_seconds": seconds, "images_per_second": seen / seconds,
         }
         history.append(metrics)
-        _call(callbacks, EpochState(epoch + 1, model, optimizer, metrics))
+        _call(callbacks, EpochState(epoch + 1, model, optimizer, metrics, history, context))
     return history
 
 

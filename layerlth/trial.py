@@ -73,15 +73,20 @@ def pick_device(name):
     return torch.device(name)
 
 
-def run_trial(config, callbacks=()):
-    """Run one trial; return a flat, JSON-friendly dict. `callbacks` see every epoch."""
+def run_trial(config, callbacks=(), resume=None):
+    """Run one trial; return a JSON-friendly dict. `callbacks` see every epoch (`EpochState`).
+
+    `resume` continues an interrupted trial from a checkpoint: {"model": the module, "optimizer":
+    its state_dict, "epoch": epochs completed, "history": their metrics, "context": the ticket's
+    facts}; the ticket is then not rebuilt, and training goes on from that epoch.
+    """
     config = validate(TrialConfig.from_dict(config) if isinstance(config, dict) else config)
     device = pick_device(config.device)
     data = load_dataset(config.dataset, config.data_dir).subset(train=config.train_subset).to(device)
     if config.kind == "dense" or config.p == 0:
-        result = dense_result(config, data, device, callbacks)
+        result = dense_result(config, data, device, callbacks, resume)
     else:
-        result = ticket_result(config, data, device, callbacks)
+        result = ticket_result(config, data, device, callbacks, resume)
     if config.out_dir:
         write_json_atomic(result, Path(config.out_dir) / "result.json")
     return result
@@ -92,27 +97,39 @@ def initial_dense(config, data, device):
     return build_model(config.arch, data.num_classes, data.image_size[0], config.shortcut).to(device)
 
 
-def dense_result(config, data, device, callbacks=()):
+def dense_result(config, data, device, callbacks=(), resume=None):
     """The dense baseline, trained once per dense key and stored; later calls read the store."""
     run = DenseRun(config, training_recipe(config).epochs)
     with run.lock():
         reused = run.complete()
         if not reused:
-            dense = initial_dense(config, data, device)
+            initial = initial_dense(config, data, device)
+            model = resume["model"].to(device) if resume else initial
             saver = SaveWeights(run.saved_epochs, run.directory)
-            measured = train_and_measure(dense, dense, config.dense_config(), data, device, 0, [saver, *callbacks])
+            measured = train_and_measure(model, initial, config.dense_config(), data, device, 0,
+                                         [saver, *callbacks], resume)
             write_json_atomic(measured, run.result_path)
         stored = run.result()
     return {**stored, **config.to_dict(), "trial_id": config.hash(), "removed": [], "scores": {},
             "dense_run": str(run.directory), "dense_reused": reused}
 
 
-def ticket_result(config, data, device, callbacks=()):
+def ticket_result(config, data, device, callbacks=(), resume=None):
     dense = initial_dense(config, data, device)
     recipe = training_recipe(config)
     run = DenseRun(config, recipe.epochs)
     if config.kind == "after_training":
         dense_result(config, data, device)  # trains the dense run only if no trial did before
+    if resume:
+        ticket, facts = resume["model"].to(device), resume["context"]
+    else:
+        ticket, facts = make_ticket(dense, run, config, data)
+    measured = train_and_measure(ticket, dense, config, data, device, facts["start_epoch"], callbacks, resume, facts)
+    facts["cka_vs_dense"] = similarity_to_dense(ticket, dense, run, data, device)
+    return {**measured, **facts, "dense_run": str(run.directory)}
+
+
+def make_ticket(dense, run, config, data):
     started = time.perf_counter()
     if config.kind == "after_training":
         ticket, facts, start = tickets.after_training(dense, run, config, data)
@@ -120,10 +137,7 @@ def ticket_result(config, data, device, callbacks=()):
         ticket, facts, start = tickets.filter_ticket(dense, config, data)
     else:
         ticket, facts, start = tickets.at_init(dense, config, data)
-    facts["score_seconds"] = time.perf_counter() - started
-    measured = train_and_measure(ticket, dense, config, data, device, start, callbacks)
-    facts["cka_vs_dense"] = similarity_to_dense(ticket, dense, run, data, device)
-    return {**measured, **facts, "dense_run": str(run.directory)}
+    return ticket, {**facts, "start_epoch": start, "score_seconds": time.perf_counter() - started}
 
 
 def similarity_to_dense(ticket, dense, run, data, device):
@@ -135,8 +149,11 @@ def similarity_to_dense(ticket, dense, run, data, device):
     return representation_cka(ticket, trained, Batches(data.subset(test=1024), 256, train=False))
 
 
-def train_and_measure(model, dense, config, data, device, start_epoch=0, callbacks=()):
+def train_and_measure(model, dense, config, data, device, start_epoch=0, callbacks=(), resume=None, facts=None):
     recipe = training_recipe(config)
+    optimizer = recipe.optimizer(model)
+    if resume:
+        optimizer.load_state_dict(resume["optimizer"])
     cuda = device.type == "cuda"
     sample = next(iter(Batches(data, recipe.batch_size, True, torch.Generator().manual_seed(0))))
     memory_estimate = training_step_bytes(model, *sample)
@@ -145,11 +162,13 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     hooks = [log_progress, *callbacks]
     if config.out_dir and config.checkpoint_epochs:
         hooks.append(SaveWeights(config.checkpoint_epochs, Path(config.out_dir) / "checkpoints"))
-    log.info("%s %s: p=%d, training epochs %d..%d on %s", config.arch, config.kind, config.p, start_epoch,
+    first = resume["epoch"] if resume else start_epoch
+    log.info("%s %s: p=%d, training epochs %d..%d on %s", config.arch, config.kind, config.p, first,
              recipe.epochs, device)
-    with EmissionsMeter(config.country, config.emissions) as meter:
-        history = train(model, data, recipe, config.seed, start_epoch, callbacks=hooks,
-                        amp=config.amp and cuda, channels_last=config.channels_last and cuda)
+    with EmissionsMeter(config.country, config.emissions, config.gpu_share) as meter:
+        history = train(model, data, recipe, config.seed, first, callbacks=hooks, amp=config.amp and cuda,
+                        channels_last=config.channels_last and cuda, optimizer=optimizer,
+                        history=resume["history"] if resume else (), context=facts or {"start_epoch": 0})
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
     seconds = [h["epoch_seconds"] for h in history]
     return {
@@ -158,7 +177,8 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
         "dense_macs": dense_macs, "macs": macs, "macs_reduction": 1 - macs / dense_macs,
         "final_test_acc": history[-1]["test_acc"] if history else None,
         "best_test_acc": max((h["test_acc"] for h in history), default=None),
-        "start_epoch": start_epoch, "epochs_trained": len(history), "train_seconds": sum(seconds),
+        "start_epoch": start_epoch, "resumed_from_epoch": resume["epoch"] if resume else None,
+        "epochs_trained": len(history), "train_seconds": sum(seconds),
         "images_per_second": sum(h["images_per_second"] for h in history) / max(1, len(history)),
         "memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else memory_estimate,
         "memory_method": "cuda_peak_allocated" if cuda else "estimate:weights+grads+momentum+saved_activations",

@@ -1,0 +1,111 @@
+"""A study as a YAML grid: defaults plus a list of studies, each expanded as the cartesian product
+of its list-valued fields into trial configs, all validated before anything runs.
+
+    name: demo
+    defaults: {dataset: digits, recipe: he2016, epochs: 4, seed: [0, 1]}
+    studies:
+      - {kind: dense, arch: resnet20}
+      - {kind: at_init, arch: resnet20, criterion: [grasp, snip], p: [1, 2]}
+
+Keys are `TrialConfig` fields (see `layerlth ticket --help`). A list expands; a tuple-valued field
+(rewind_epochs, checkpoint_epochs) takes a list as its value, and a list of lists to expand.
+"""
+
+import itertools
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from layerlth.config import TrialConfig
+from layerlth.data import DatasetUnavailable, load_dataset
+from layerlth.trial import validate
+
+GRIDS = Path(__file__).resolve().parents[2] / "sweeps" / "grids"
+_TUPLES = {f.name for f in fields(TrialConfig) if f.type is tuple}
+_KNOWN = {f.name for f in fields(TrialConfig)}
+
+
+class GridError(ValueError):
+    """A grid that cannot run; the message names the entry."""
+
+
+def grid_path(name_or_path):
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise GridError(f"grid file {path} does not exist")
+        return path
+    known = sorted(p.stem for p in GRIDS.glob("*.yaml"))
+    if name_or_path not in known:
+        raise GridError(f"unknown grid {name_or_path!r}; built-in grids: {known}, or a path to a .yaml file")
+    return GRIDS / f"{name_or_path}.yaml"
+
+
+def load_grid(name_or_path):
+    path = grid_path(name_or_path)
+    try:
+        grid = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise GridError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(grid, dict) or not isinstance(grid.get("studies"), list) or not grid["studies"]:
+        raise GridError(f"{path}: a grid needs a non-empty 'studies' list (and optional 'name', 'defaults')")
+    unknown = sorted(set(grid) - {"name", "defaults", "studies", "description"})
+    if unknown:
+        raise GridError(f"{path}: unknown top-level keys {unknown}; allowed: name, description, defaults, studies")
+    grid.setdefault("name", path.stem)
+    return grid
+
+
+TEST_SWITCH = "_test_fail"  # test-only study key: "once" or "always" makes its trials fail
+
+
+def _axes(entry, where):
+    if not isinstance(entry, dict):
+        raise GridError(f"{where}: must be a mapping of trial fields, got {entry!r}")
+    entry = {k: v for k, v in entry.items() if k != TEST_SWITCH}
+    unknown = sorted(set(entry) - _KNOWN)
+    if unknown:
+        raise GridError(f"{where}: unknown fields {unknown}; allowed: {sorted(_KNOWN)}")
+    axes = {}
+    for key, value in entry.items():
+        expands = isinstance(value, list) and (key not in _TUPLES or (value and isinstance(value[0], list)))
+        axes[key] = value if expands else [value]
+    return axes
+
+
+def expand(grid):
+    """[(where, TrialConfig)], every config validated; duplicates (same hash) kept once."""
+    defaults = _axes(grid.get("defaults") or {}, "defaults")
+    trials = {}
+    for index, study in enumerate(grid["studies"]):
+        where = f"studies[{index}]"
+        axes = defaults | _axes(study, where)
+        for values in itertools.product(*axes.values()):
+            point = dict(zip(axes, values))
+            label = f"{where} ({', '.join(f'{k}={v}' for k, v in point.items() if k in study)})"
+            try:
+                config = validate(TrialConfig.from_dict(point))
+            except (ValueError, TypeError, DatasetUnavailable) as error:
+                raise GridError(f"{label}: {error}") from error
+            trials.setdefault(config.hash(), (label, config))
+    return list(trials.values())
+
+
+def test_failures(grid):
+    """{trial hash: "once" | "always"} for the trials of studies carrying the test-only switch."""
+    failures = {}
+    for study in grid["studies"]:
+        if isinstance(study, dict) and study.get(TEST_SWITCH):
+            for _, config in expand({"defaults": grid.get("defaults"), "studies": [study]}):
+                failures[config.hash()] = study[TEST_SWITCH]
+    return failures
+
+
+def check_data(configs):
+    """Load (downloading if needed) each dataset once, so a missing one stops the sweep here."""
+    for dataset, data_dir in sorted({(c.dataset, c.data_dir) for c in configs}, key=str):
+        try:
+            load_dataset(dataset, data_dir)
+        except (DatasetUnavailable, ValueError) as error:
+            raise GridError(f"dataset {dataset!r}: {error}") from error

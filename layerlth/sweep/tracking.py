@@ -1,0 +1,69 @@
+"""Weights & Biases: one run per trial, grouped by sweep, tagged with what the trial is.
+
+Mode "auto" logs online when an API key is configured and offline otherwise (sync later with
+`wandb sync`). A network that does not answer costs at most INIT_TIMEOUT seconds: the run then
+falls back to offline, and says so.
+"""
+
+import logging
+import netrc
+import os
+
+log = logging.getLogger("layerlth")
+INIT_TIMEOUT = 20
+MODES = ("auto", "online", "offline", "disabled")
+
+
+def api_key_configured():
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        hosts = netrc.netrc().hosts
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def resolve_mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"unknown W&B mode {mode!r}; allowed: {list(MODES)}")
+    if mode == "auto":
+        return os.environ.get("WANDB_MODE") or ("online" if api_key_configured() else "offline")
+    return mode
+
+
+def tags(config):
+    return [config.arch, config.kind, config.criterion if config.p else "dense", f"p={config.p}", f"seed={config.seed}"]
+
+
+def start_run(config, group, mode, project, entity=None, directory=None):
+    """A W&B run for the trial, or None when disabled."""
+    if mode == "disabled":
+        return None
+    import wandb
+
+    kwargs = dict(project=project, entity=entity, group=group, name=f"{config.kind}-{config.arch}-{config.hash()}",
+                  tags=tags(config), config=config.to_dict(), dir=directory, reinit="create_new")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    try:
+        return wandb.init(mode=mode, settings=wandb.Settings(init_timeout=INIT_TIMEOUT, silent=True), **kwargs)
+    except Exception as error:  # wandb raises CommError and others when the server is unreachable
+        if mode != "online":
+            raise
+        log.warning("W&B did not answer within %ss (%s); logging this trial offline, sync it later "
+                    "with `wandb sync`", INIT_TIMEOUT, str(error).splitlines()[0])
+        return wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+
+
+def finish_run(run, result):
+    if run is None:
+        return
+    keys = ("final_test_acc", "best_test_acc", "params", "macs", "macs_reduction", "train_seconds",
+            "images_per_second", "memory_bytes", "energy_kwh", "co2_kg", "emissions_method", "cka_vs_dense",
+            "status")
+    run.summary.update({k: result[k] for k in keys if result.get(k) is not None})
+    run.finish()
+    import wandb
+
+    wandb.teardown()  # stop the W&B service now, not in an atexit hook of a worker Ray kills

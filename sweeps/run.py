@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Run a layerlth study as a Ray Tune sweep.
+
+  python sweeps/run.py --grid paper --dry-run       # the paper's trials and what they cost
+  python sweeps/run.py --grid demo                  # a few-minute miniature, offline, on a CPU
+  python sweeps/run.py --grid my_study.yaml --gpus-per-trial 0.25 --address auto
+  python sweeps/run.py --grid paper --resume        # pick up a killed sweep
+
+A grid (sweeps/grids/*.yaml or your own file) lists trials as defaults plus studies whose list
+values expand as a cartesian product; every key is a trial option (`layerlth ticket --help`).
+Everything is validated before Ray starts. Dense runs go first, tickets second; after-training
+tickets share their dense run's stored checkpoints. Each finished trial is stored under the hash
+of its config in <storage>/<name>/trials/, so a relaunch (with or without --resume) reuses it.
+Results: <storage>/<name>/results.csv and results.parquet, one row per trial.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
+
+from layerlth.data import DatasetUnavailable  # noqa: E402
+from layerlth.sweep.grid import GridError  # noqa: E402
+from layerlth.sweep.runner import DEFAULT_STORAGE, run  # noqa: E402
+from layerlth.sweep.tracking import MODES  # noqa: E402
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", required=True, help="built-in grid name (paper, demo) or path to a YAML grid")
+    p.add_argument("--name", help="sweep name, the results folder under --storage (default: the grid's name)")
+    p.add_argument("--dry-run", action="store_true", help="list the trials and their estimated cost, then exit")
+    p.add_argument("--assumed-tflops", type=float, default=4.0,
+                   help="sustained training TFLOP/s per GPU for the --dry-run estimate (default 4, "
+                        "an A100-class GPU on small CIFAR ResNets)")
+    g = p.add_argument_group("Ray")
+    g.add_argument("--address", help="Ray cluster to join (e.g. auto, or ray://host:10001); default: local Ray")
+    g.add_argument("--storage", help=f"experiment storage: a directory or a pyarrow URI such as s3://bucket/path "
+                                     f"(default: {DEFAULT_STORAGE} in this directory, ignored by git)")
+    g.add_argument("--results-dir", help="where the driver writes trials/ and results.csv (default: <storage>/<name>; "
+                                         "required when --storage is a URI)")
+    g.add_argument("--dense-dir", help="shared dense runs (default <results-dir>/dense; on a multi-node cluster "
+                                       "a path every node sees)")
+    g.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial holds (default 1)")
+    g.add_argument("--gpus-per-trial", type=float, default=0,
+                   help="GPUs each trial holds; a fraction lets several small nets share one GPU (default 0)")
+    g.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as resources allow)")
+    g.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    g.add_argument("--resume", action="store_true", help="restore the killed sweep's Ray experiments and finish them")
+    g.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint every k epochs (default 1)")
+    g.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial (default 2)")
+    g.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Ray's status output (default 1)")
+    g = p.add_argument_group("tracking")
+    g.add_argument("--wandb", default="auto", choices=MODES,
+                   help="W&B mode; auto = online with an API key, else offline (default auto)")
+    g.add_argument("--no-wandb", dest="wandb", action="store_const", const="disabled", help="no W&B runs")
+    g.add_argument("--wandb-project", default="layerlth", help="W&B project (default layerlth)")
+    g.add_argument("--wandb-entity", help="W&B entity (team or user)")
+    g.add_argument("--country", help="ISO country code pricing the energy of every trial (default: the grid's, else USA)")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return run(args)
+    except (GridError, DatasetUnavailable, ValueError) as error:
+        print(f"sweeps/run.py: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
