@@ -14,8 +14,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
+# the demo study as a Ray sweep, offline, W&B runs written locally (sync later with `wandb sync`)
 demo: install
-	$(PY) -m layerlth.cli demo
+	$(PY) sweeps/run.py --grid demo --wandb offline
 
 test: install
 	$(PY) -m pytest -q -m "not slow"

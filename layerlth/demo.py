@@ -1,29 +1,19 @@
-"""The demo: a dense ResNet-32 and its GraSP and SNIP layer tickets on scikit-learn's digits
-(real, offline), trained the same way, compared in one table."""
+"""`layerlth demo`: a dense ResNet-32 and its GraSP and SNIP layer tickets on scikit-learn's
+digits (real, offline), trained the same way, in one process without Ray. `make demo` runs the
+same kind of study as a Ray sweep (sweeps/grids/demo.yaml)."""
 
 from layerlth.config import TrialConfig
+from layerlth.summary import trial_table
 from layerlth.trial import run_trial
 
-ROWS = (("dense", "grasp", 0), ("GraSP ticket", "grasp", 3), ("SNIP ticket", "snip", 3))
+ROWS = (("grasp", 0), ("grasp", 3), ("snip", 3))
 
 
-def table(results):
-    header = f"{'model':<14}{'removed':>8}{'test acc':>10}{'params':>10}{'MACs':>9}{'train s':>9}{'CO2 g':>10}"
-    lines = [header, "-" * len(header)]
-    for name, r in results:
-        lines.append(
-            f"{name:<14}{len(r['removed']):>8}{r['final_test_acc']:>10.2%}{r['params'] / 1e3:>9.1f}k"
-            f"{r['macs'] / 1e6:>8.2f}M{r['train_seconds']:>9.1f}{r['co2_kg'] * 1e3:>10.4f}"
-        )
-    lines.append(f"energy: {results[0][1]['emissions_method']} (country {results[0][1]['country']})")
-    return "\n".join(lines)
-
-
-def main(epochs=15, arch="resnet32", seed=0):
-    results = []
-    for name, criterion, p in ROWS:
-        config = TrialConfig(arch=arch, dataset="digits", criterion=criterion, p=p,
-                             recipe="he2016", epochs=epochs, seed=seed)
-        results.append((name, run_trial(config)))
-    print(table(results))
+def main(epochs=15, arch="resnet32", seed=0, dense_dir="results/dense"):
+    results = [
+        run_trial(TrialConfig(arch=arch, dataset="digits", criterion=criterion, p=p, recipe="he2016",
+                              epochs=epochs, seed=seed, dense_dir=dense_dir))
+        for criterion, p in ROWS
+    ]
+    print(trial_table(results))
     return results

@@ -13,12 +13,14 @@ class StoreResults(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         raw = (trial.last_result or {}).get("result_json")
-        if raw:
+        if raw and not self.store.finished(json.loads(raw)["trial_id"]):
             self.store.save(json.loads(raw))
             self.store.write_table()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         point = trial.config["point"]
+        if self.store.finished(point["id"]):
+            return
         error_file = trial.error_file
         error = Path(error_file).read_text() if error_file and Path(error_file).is_file() else str(trial.get_error())
         self.store.save({**point["trial"], "trial_id": point["id"], "status": "errored", "error": error})

@@ -92,7 +92,7 @@ def expand(grid):
     return list(trials.values())
 
 
-def test_failures(grid):
+def failing_trials(grid):
     """{trial hash: "once" | "always"} for the trials of studies carrying the test-only switch."""
     failures = {}
     for study in grid["studies"]:

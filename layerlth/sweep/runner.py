@@ -15,10 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from layerlth.sweep.estimate import dry_run_table
-from layerlth.sweep.grid import GridError, check_data, expand, load_grid, test_failures
+from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
 from layerlth.sweep.store import SweepStore
 from layerlth.sweep.tracking import resolve_mode
-from layerlth.verdict import format_verdicts, verdicts
+from layerlth.summary import summary as trial_summary
 
 log = logging.getLogger("layerlth")
 DEFAULT_STORAGE = "results/sweeps"
@@ -141,7 +141,6 @@ def run(args):
         raise GridError(f"--storage {storage} is remote: also give --results-dir, a directory the driver writes")
     root = Path(args.results_dir or Path(storage) / args.name).resolve()
     entries = expand(grid)
-    args.test_fail = test_failures(grid)
     if args.dry_run:
         print(f"grid {args.grid}: {len(entries)} trials")
         print(dry_run_table(entries, args.assumed_tflops))
@@ -149,7 +148,11 @@ def run(args):
     check_resources(args)
     check_data([c for _, c in entries])
     args.wandb_mode = resolve_mode(args.wandb)
-    entries = prepare(entries, args, root)
+    failing = failing_trials(grid)
+    prepared = prepare(entries, args, root)
+    args.test_fail = {new.hash(): failing[old.hash()] for (_, old), (_, new) in zip(entries, prepared)
+                      if old.hash() in failing}
+    entries = prepared
     store = SweepStore(root)
     print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")
     start_ray(args)
@@ -185,14 +188,5 @@ def start_ray(args):
 
 
 def summary(store, trial_ids):
-    rows = [r for r in store.rows() if r["trial_id"] in set(trial_ids)]
-    counts = {}
-    for row in rows:
-        counts[row.get("status")] = counts.get(row.get("status"), 0) + 1
-    lines = [f"trials: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}"]
-    for row in rows:
-        if row.get("status") == "errored":
-            lines.append(f"  errored {row['trial_id']}: {row['error'].strip().splitlines()[-1]}")
-    table = verdicts(rows)
-    lines.append(format_verdicts(table) if table else "no ticket has a finished dense baseline to compare with")
-    return "\n".join(lines)
+    wanted = set(trial_ids)
+    return trial_summary([r for r in store.rows() if r["trial_id"] in wanted])

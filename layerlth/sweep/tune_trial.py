@@ -17,6 +17,7 @@ from ray import tune
 
 from layerlth.config import TrialConfig
 from layerlth.sweep import tracking
+from layerlth.sweep.store import SweepStore
 from layerlth.trial import run_trial, training_recipe
 
 STATE = "state.pt"
@@ -62,6 +63,11 @@ def _test_failure(point, trial_dir):
 def trainable(params):
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
     point, sweep = params["point"], params["sweep"]
+    stored = SweepStore(sweep["root"]).result(point["id"])
+    if stored and stored.get("status") == "finished":
+        # finished before the driver died, but after Ray's last snapshot: nothing to redo
+        tune.report({"final_test_acc": stored["final_test_acc"], "result_json": json.dumps(stored)})
+        return
     config = TrialConfig.from_dict(point["trial"])
     _test_failure(point, Path(sweep["root"]) / "trials" / point["id"])
     checkpoint = tune.get_checkpoint()
@@ -75,5 +81,4 @@ def trainable(params):
     result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "wall_seconds": time.time() - started,
                "wandb_run": run.dir if run is not None else None}
     tracking.finish_run(run, result)
-    tune.report({"done_trial": True, "final_test_acc": result["final_test_acc"],
-                 "result_json": json.dumps(result, default=str)})
+    tune.report({"final_test_acc": result["final_test_acc"], "result_json": json.dumps(result, default=str)})
