@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 
-def _atomic(path, write):
+def write_atomic(path, write):
+    """Call `write(handle)` on a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -26,8 +27,8 @@ def _atomic(path, write):
 
 def save_atomic(obj, path):
     """torch.save to `path` through a temporary file in the same directory, then rename."""
-    return _atomic(path, lambda handle: torch.save(obj, handle))
+    return write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
 def write_json_atomic(obj, path):
-    return _atomic(path, lambda handle: handle.write(json.dumps(obj, indent=2, default=str).encode()))
+    return write_atomic(path, lambda handle: handle.write(json.dumps(obj, indent=2, default=str).encode()))

@@ -10,7 +10,8 @@ from layerlth.criteria import check_criterion
 from layerlth.data import load_dataset
 from layerlth.measure import count_macs, count_params
 from layerlth.models import ARCH_HELP, build_model, describe_blocks, remove_blocks
-from layerlth.trial import removal_rule, run_trial, score_and_remove, validate
+from layerlth.tickets import removal_rule, score_and_remove
+from layerlth.trial import run_trial, validate
 
 
 def inspect(args):

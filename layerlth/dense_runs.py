@@ -20,7 +20,6 @@ def default_rewind_epochs(epochs):
 
 class DenseRun:
     def __init__(self, config, epochs):
-        self.config = config.dense_config()
         self.epochs = epochs
         self.rewind_epochs = tuple(config.rewind_epochs) or default_rewind_epochs(epochs)
         self.directory = Path(config.dense_dir) / config.dense_key()

@@ -69,17 +69,17 @@ def filter_ticket(dense, config, data):
 def after_training(dense, run, config, data):
     """`dense` is the net at initialisation; `run` the stored dense run it was trained into."""
     device = next(dense.parameters()).device
-    trained = _with_weights(dense, run.weights(run.epochs, device))
+    trained = with_weights(dense, run.weights(run.epochs, device))
     _, scores, removed = score_and_remove(trained, config, data)
     if config.reinit:  # Liu et al. 2019: same architecture, fresh weights
         torch.manual_seed(config.seed + 1)
         start = build_model(config.arch, data.num_classes, data.image_size[0], config.shortcut).to(device)
         return remove_blocks(start, removed), {"scores": scores, "removed": removed}, 0
-    rewound = _with_weights(dense, run.weights(config.rewind, device))
+    rewound = with_weights(dense, run.weights(config.rewind, device))
     return remove_blocks(rewound, removed), {"scores": scores, "removed": removed}, config.rewind
 
 
-def _with_weights(model, state):
+def with_weights(model, state):
     model = copy.deepcopy(model)
     model.load_state_dict(state)
     return model

@@ -24,7 +24,6 @@ from layerlth.train import SaveWeights, log_progress, train
 
 log = logging.getLogger("layerlth")
 KINDS = ("dense", "at_init", "after_training", "filter")
-removal_rule, score_and_remove = tickets.removal_rule, tickets.score_and_remove
 
 
 def validate(config):
@@ -35,6 +34,8 @@ def validate(config):
     check_criterion(config.criterion)
     check_dataset(config.dataset)
     recipe = training_recipe(config)
+    if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
+        raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {recipe}")
     if config.shortcut not in SHORTCUTS:
         raise ValueError(f"unknown shortcut {config.shortcut!r}; allowed: {sorted(SHORTCUTS)}")
     if config.aggregate not in AGGREGATES:
@@ -43,9 +44,10 @@ def validate(config):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     model = build_model(config.arch, shortcut=config.shortcut)
-    limit = max_removable(model, removal_rule(config))
+    rule = tickets.removal_rule(config)
+    limit = max_removable(model, rule)
     if not 0 <= config.p <= limit:
-        raise ValueError(f"p={config.p} is not possible for {config.arch}: allowed 0..{limit} under {removal_rule(config)}")
+        raise ValueError(f"p={config.p} is not possible for {config.arch}: allowed 0..{limit} under {rule}")
     if config.kind == "dense" and config.p:
         raise ValueError(f"kind 'dense' removes nothing, but p={config.p}")
     if config.kind == "filter":
@@ -145,7 +147,7 @@ def similarity_to_dense(ticket, dense, run, data, device):
     dense run is stored (it always is for after-training tickets)."""
     if not run.complete():
         return None
-    trained = tickets._with_weights(dense, run.weights(run.epochs, device))
+    trained = tickets.with_weights(dense, run.weights(run.epochs, device))
     return representation_cka(ticket, trained, Batches(data.subset(test=1024), 256, train=False))
 
 

@@ -51,8 +51,7 @@ CRITERIA = {
     "l1": Criterion(l1, True, False, False, "L1 norm of the block's weights (biased to early stages)"),
     "random": Criterion(random_blocks, False, False, False, "uniform random scores (seeded)"),
 }
-AT_INIT = ("grasp", "snip", "synflow", "random")
-TRAINED = ("hrank", "expectabs", "pls", "kl", "l1", "random")
+__all__ = ["AGGREGATES", "CRITERIA", "Criterion", "check_criterion", "score_blocks", "score_weights"]
 
 
 def check_criterion(name):

@@ -8,7 +8,6 @@ A stage is a run of consecutive blocks in one container that starts at a shape-c
 
 from dataclasses import dataclass
 
-import torch.nn as nn
 
 from layerlth._torchvision import torchvision
 from layerlth.models.cifar_resnet import BasicBlock as CifarBasicBlock

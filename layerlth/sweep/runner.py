@@ -7,7 +7,6 @@ relaunch skip a finished trial), `results.csv` / `results.parquet` (rebuilt as t
 `wandb/` (offline W&B runs).
 """
 
-import json
 import logging
 import os
 import time

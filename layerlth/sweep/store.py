@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from layerlth.checkpoints import _atomic, write_json_atomic
+from layerlth.checkpoints import write_atomic, write_json_atomic
 
 # nested values become JSON strings in the table; per-epoch curves stay in result.json only
 _LEFT_OUT = ("history",)
@@ -44,10 +44,10 @@ class SweepStore:
 
     def write_table(self):
         frame = self.table()
-        _atomic(self.csv_path, lambda handle: handle.write(frame.to_csv(index=False).encode()))
+        write_atomic(self.csv_path, lambda handle: handle.write(frame.to_csv(index=False).encode()))
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        _atomic(self.root / "results.parquet", lambda handle: handle.write(buffer.getvalue()))
+        write_atomic(self.root / "results.parquet", lambda handle: handle.write(buffer.getvalue()))
         return frame
 
 

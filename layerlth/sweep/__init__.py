@@ -1,0 +1,1 @@
+"""Sweeps: a YAML grid of trials run on Ray Tune, stored, resumable, tracked in W&B."""
