@@ -20,30 +20,33 @@ def inspect(args):
         shortcut=args.shortcut, keep_first=args.keep_first, min_per_stage=args.min_per_stage,
         score_batches=args.score_batches,
     ))
-    model = build_model(config.arch, shortcut=config.shortcut)
+    needs_data = config.p and check_criterion(config.criterion).needs_data
+    data = load_dataset(config.dataset) if needs_data else None
+    size = data.image_size if data else (3, 32, 32)
+    model = build_model(config.arch, data.num_classes if data else 10, size[0], config.shortcut)
     blocks = describe_blocks(model, removal_rule(config))
     info = {
-        "arch": config.arch, "params": count_params(model), "macs": count_macs(model),
-        "blocks": [vars(b) | {"macs": block_macs(model, b.name)} for b in blocks],
+        "arch": config.arch, "input_size": size, "params": count_params(model), "macs": count_macs(model, size),
+        "blocks": [vars(b) | {"macs": block_macs(model, b.name, size)} for b in blocks],
     }
     if config.p:
-        data = load_dataset(config.dataset) if check_criterion(config.criterion).needs_data else None
         ticket, scores, removed = score_and_remove(model, config, data)
         info |= {"criterion": config.criterion, "scores": scores, "removed": removed,
-                 "ticket_params": count_params(ticket), "ticket_macs": count_macs(ticket)}
+                 "ticket_params": count_params(ticket), "ticket_macs": count_macs(ticket, size)}
     print(json.dumps(info, indent=2) if args.json else inspect_table(info))
 
 
-def block_macs(model, name):
+def block_macs(model, name, size):
     """MACs the block costs (what removing it saves); None where it cannot be removed."""
     try:
-        return count_macs(model) - count_macs(remove_blocks(model, [name]))
+        return count_macs(model, size) - count_macs(remove_blocks(model, [name]), size)
     except ValueError:
         return None
 
 
 def inspect_table(info):
-    lines = [f"{info['arch']}: {info['params']:,} params, {info['macs'] / 1e6:.2f}M MACs per 3x32x32 image"]
+    shape = "x".join(map(str, info["input_size"]))
+    lines = [f"{info['arch']}: {info['params']:,} params, {info['macs'] / 1e6:.2f}M MACs per {shape} image"]
     for block in info["blocks"]:
         macs = f"{block['macs'] / 1e6:5.2f}M MACs" if block["macs"] is not None else " " * 11
         status = "removable" if block["removable"] else f"kept: {block['reason']}"

@@ -37,3 +37,9 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit:
         main(argv)
     assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_inspect_scores_on_the_datasets_own_image_shape(capsys):
+    main(["inspect", "resnet20", "--remove", "2", "--criterion", "snip", "--dataset", "digits", "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert info["input_size"] == [1, 8, 8] and len(info["removed"]) == 2 and info["ticket_macs"] < info["macs"]
