@@ -13,7 +13,7 @@ import copy
 
 import torch
 
-from layerlth.criteria import check_criterion, score_blocks, score_weights
+from layerlth.criteria import aggregate, check_criterion, score_blocks, score_weights
 from layerlth.data import Batches
 from layerlth.models import RemovalRule, build_model, removable_blocks, remove_blocks, select_lowest
 from layerlth.models.filters import filter_count, filter_scores, remove_filters, select_filters
@@ -36,15 +36,18 @@ def _options(config, data, input_size):
     return {"seed": config.seed, "input_size": data.image_size if data else input_size}
 
 
+def _criterion_batches(data, config):
+    return scoring_batches(data, config) if check_criterion(config.criterion).needs_data else ()
+
+
 def score_and_remove(model, config, data=None, input_size=(3, 32, 32)):
     """Score `model`'s removable blocks with the config's criterion; remove the p lowest.
     `data` may be None for data-free criteria (SynFlow, L1, random)."""
     if config.p == 0:
         return model, {}, []
     rule = removal_rule(config)
-    batches = scoring_batches(data, config) if check_criterion(config.criterion).needs_data else ()
-    scores = score_blocks(model, config.criterion, batches, removable_blocks(model, rule), config.aggregate,
-                          **_options(config, data, input_size))
+    scores = score_blocks(model, config.criterion, _criterion_batches(data, config), removable_blocks(model, rule),
+                          config.aggregate, **_options(config, data, input_size))
     removed = select_lowest(model, scores, config.p, rule)
     return remove_blocks(model, removed), scores, removed
 
@@ -55,10 +58,11 @@ def at_init(dense, config, data):
 
 
 def filter_ticket(dense, config, data):
-    layer_ticket, _, removed = score_and_remove(dense, config, data)
-    target = filter_count(layer_ticket)
-    batches = scoring_batches(data, config) if check_criterion(config.criterion).needs_data else ()
-    weights = score_weights(dense, config.criterion, batches, **_options(config, data, None))
+    # one scoring pass serves both the layer ticket (its size is the target) and the filters
+    weights = score_weights(dense, config.criterion, _criterion_batches(data, config), **_options(config, data, None))
+    rule = removal_rule(config)
+    removed = select_lowest(dense, aggregate(weights, removable_blocks(dense, rule), config.aggregate), config.p, rule)
+    target = filter_count(remove_blocks(dense, removed))
     chosen = select_filters(dense, filter_scores(dense, weights), filter_count(dense) - target)
     ticket = remove_filters(dense, chosen)
     facts = {"removed": [], "layer_ticket_removed": removed, "filters": filter_count(ticket),

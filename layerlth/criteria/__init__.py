@@ -51,7 +51,7 @@ CRITERIA = {
     "l1": Criterion(l1, True, False, False, "L1 norm of the block's weights (biased to early stages)"),
     "random": Criterion(random_blocks, False, False, False, "uniform random scores (seeded)"),
 }
-__all__ = ["AGGREGATES", "CRITERIA", "Criterion", "check_criterion", "score_blocks", "score_weights"]
+__all__ = ["AGGREGATES", "CRITERIA", "aggregate", "Criterion", "check_criterion", "score_blocks", "score_weights"]
 
 
 def check_criterion(name):
