@@ -61,7 +61,7 @@ def inspect_table(info):
 
 
 def ticket(args):
-    result = run_trial(validate(from_arguments(args)))
+    result = run_trial(from_arguments(args))  # run_trial validates before any work
     if not args.history:
         result.pop("history")
     print(json.dumps(result, indent=2, default=str))

@@ -55,6 +55,11 @@ class TrialConfig:
         so are the fields that only say where files live."""
         return _digest(self.non_defaults({f.name for f in fields(self) if f.metadata.get("hashed", True)}))
 
+    @property
+    def is_dense(self):
+        """Removes nothing: the dense baseline, whatever the kind says."""
+        return self.kind == "dense" or self.p == 0
+
     def dense_config(self):
         """The dense run this trial's tickets come from: the same net, data, seed and training."""
         keep = {f.name for f in fields(self) if f.metadata.get("dense", True)} | _CARRIED
@@ -80,6 +85,7 @@ class TrialConfig:
         return cls(**values)
 
 
+DEFAULT_DENSE_DIR = TrialConfig.__dataclass_fields__["dense_dir"].default
 # not part of the dense run's identity, but handed to it
 _CARRIED = {"data_dir", "device", "country", "emissions", "dense_dir", "gpu_share"}
 

@@ -9,10 +9,10 @@ from layerlth.trial import run_trial
 ROWS = (("grasp", 0), ("grasp", 3), ("snip", 3))
 
 
-def main(epochs=15, arch="resnet32", seed=0, dense_dir="results/dense"):
+def main(epochs=15, arch="resnet32", seed=0):
     results = [
         run_trial(TrialConfig(arch=arch, dataset="digits", criterion=criterion, p=p, recipe="he2016",
-                              epochs=epochs, seed=seed, dense_dir=dense_dir))
+                              epochs=epochs, seed=seed))
         for criterion, p in ROWS
     ]
     print(trial_table(results))

@@ -1,5 +1,7 @@
 """Result rows as the short tables people read: one line per trial, then the verdicts."""
 
+from collections import Counter
+
 from layerlth.verdict import format_verdicts, verdicts
 
 
@@ -30,9 +32,7 @@ def trial_table(rows):
 
 
 def summary(rows):
-    counts = {}
-    for row in rows:
-        counts[row.get("status")] = counts.get(row.get("status"), 0) + 1
+    counts = Counter(row.get("status") for row in rows)
     lines = [trial_table(rows), "", f"trials: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}"]
     for row in rows:
         if row.get("status") == "errored":

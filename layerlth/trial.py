@@ -85,7 +85,7 @@ def run_trial(config, callbacks=(), resume=None):
     config = validate(TrialConfig.from_dict(config) if isinstance(config, dict) else config)
     device = pick_device(config.device)
     data = load_dataset(config.dataset, config.data_dir).subset(train=config.train_subset).to(device)
-    if config.kind == "dense" or config.p == 0:
+    if config.is_dense:
         result = dense_result(config, data, device, callbacks, resume)
     else:
         result = ticket_result(config, data, device, callbacks, resume)

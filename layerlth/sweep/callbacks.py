@@ -13,8 +13,9 @@ class StoreResults(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         raw = (trial.last_result or {}).get("result_json")
-        if raw and not self.store.finished(json.loads(raw)["trial_id"]):
-            self.store.save(json.loads(raw))
+        result = json.loads(raw) if raw else None
+        if result and not self.store.finished(result["trial_id"]):
+            self.store.save(result)
             self.store.write_table()
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from layerlth.config import DEFAULT_DENSE_DIR
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
 from layerlth.sweep.store import SweepStore
@@ -33,7 +34,7 @@ def prepare(entries, args, root):
     prepared = []
     for label, config in entries:
         changes = {"gpu_share": share}
-        if config.dense_dir == "results/dense":
+        if config.dense_dir == DEFAULT_DENSE_DIR:
             changes["dense_dir"] = str(args.dense_dir or Path(root) / "dense")
         if config.device == "auto" and not args.gpus_per_trial:
             changes["device"] = "cpu"
@@ -45,13 +46,13 @@ def prepare(entries, args, root):
 
 def phases(entries):
     """(dense trials plus the dense runs after-training tickets need, the ticket trials)."""
-    dense = [(label, c) for label, c in entries if c.kind == "dense" or c.p == 0]
+    dense = [(label, c) for label, c in entries if c.is_dense]
     keys = {c.dense_key() for _, c in dense}
     for label, config in entries:
-        if config.kind == "after_training" and config.p and config.dense_key() not in keys:
+        if config.kind == "after_training" and not config.is_dense and config.dense_key() not in keys:
             keys.add(config.dense_key())
             dense.append((f"dense run for {label}", config.dense_config()))
-    tickets = [(label, c) for label, c in entries if not (c.kind == "dense" or c.p == 0)]
+    tickets = [(label, c) for label, c in entries if not c.is_dense]
     return [("dense", dense), ("tickets", tickets)]
 
 
@@ -78,6 +79,7 @@ def check_cluster(args):
 
 def run_phase(phase, todo, args, root, store):
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from layerlth.sweep.callbacks import StoreResults
     from layerlth.sweep.tune_trial import trainable
@@ -85,11 +87,9 @@ def run_phase(phase, todo, args, root, store):
     tune_dir = Path(root) / "tune"
     latest = tune_dir / f"{phase}.latest"
     resources = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
     callbacks = [StoreResults(store), JsonLoggerCallback(), CSVLoggerCallback()]
-    if args.resume and latest.is_file() and tune.Tuner.can_restore(str(tune_dir / latest.read_text())):
-        path = tune_dir / latest.read_text()
+    path = tune_dir / latest.read_text() if latest.is_file() else None
+    if args.resume and path and tune.Tuner.can_restore(str(path)):
         print(f"[{phase}] resuming {path}")
         tuner = tune.Tuner.restore(str(path), trainable=resources, resume_errored=True)
         tuner.fit()
