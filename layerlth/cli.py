@@ -30,6 +30,10 @@ def inspect(args):
         "blocks": [vars(b) | {"macs": block_macs(model, b.name, size)} for b in blocks],
     }
     if config.p:
+        if check_criterion(config.criterion).for_trained:
+            info["note"] = (f"{config.criterion} is meant for trained nets (Algorithm 1); here it scores a freshly "
+                            f"initialised {config.arch}, so the ranking says little about a trained one")
+            print(f"note: {info['note']}", file=sys.stderr)
         ticket, scores, removed = score_and_remove(model, config, data)
         info |= {"criterion": config.criterion, "scores": scores, "removed": removed,
                  "ticket_params": count_params(ticket), "ticket_macs": count_macs(ticket, size)}

@@ -33,7 +33,8 @@ def scoring_batches(data, config):
 
 
 def _options(config, data, input_size):
-    return {"seed": config.seed, "input_size": data.image_size if data else input_size}
+    return {"seed": config.seed, "input_size": data.image_size if data else input_size,
+            "n_components": config.pls_components}
 
 
 def _criterion_batches(data, config):

@@ -40,7 +40,7 @@ def validate(config):
         raise ValueError(f"unknown shortcut {config.shortcut!r}; allowed: {sorted(SHORTCUTS)}")
     if config.aggregate not in AGGREGATES:
         raise ValueError(f"unknown aggregate {config.aggregate!r}; allowed: {sorted(AGGREGATES)}")
-    for name in ("score_batches", "score_batch_size", "min_per_stage"):
+    for name in ("score_batches", "score_batch_size", "min_per_stage", "pls_components"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     model = build_model(config.arch, shortcut=config.shortcut)

@@ -1,7 +1,8 @@
 """Winning tickets (the paper's Eq. 1): acc(ticket) + xi >= acc(dense), xi >= 0.
 
 Judged on means over seeds, for xi = 0 (the paper's tables), 1 point, and one standard deviation
-of the dense accuracy over seeds. Accuracies are fractions; differences are printed in points."""
+of the dense accuracy over seeds (n/a, None, with fewer than two dense seeds: no spread to measure).
+Accuracies are fractions; differences are printed in points."""
 
 import statistics
 
@@ -22,11 +23,12 @@ def verdict(dense_accs, ticket_accs):
     dense_mean, ticket_mean = statistics.fmean(dense), statistics.fmean(ticket)
     diff = 100 * (ticket_mean - dense_mean)
     xi_std = 100 * _std(dense)
+    wins_std = diff + xi_std >= 0 if len(dense) > 1 else None
     return {
         "dense_mean": 100 * dense_mean, "dense_std": xi_std, "dense_n": len(dense),
         "ticket_mean": 100 * ticket_mean, "ticket_std": 100 * _std(ticket), "ticket_n": len(ticket),
         "diff": diff, "diff_text": signed(diff),
-        "wins_xi0": diff >= 0, "wins_xi1": diff + 1 >= 0, "wins_xi_std": diff + xi_std >= 0,
+        "wins_xi0": diff >= 0, "wins_xi1": diff + 1 >= 0, "wins_xi_std": wins_std,
     }
 
 
@@ -56,6 +58,10 @@ def verdicts(rows):
     return table
 
 
+def _yes_no(wins):
+    return "n/a" if wins is None else ("yes" if wins else "no")
+
+
 def format_verdicts(table):
     header = f"{'arch':<10}{'kind':<16}{'criterion':<10}{'p':>3}{'rewind':>7}  {'dense':>12}  {'ticket':>12}  {'diff':>8}  wins(xi=0/1/std)"
     lines = [header]
@@ -64,6 +70,6 @@ def format_verdicts(table):
         lines.append(
             f"{v['arch']:<10}{v['kind']:<16}{v['criterion']:<10}{v['p']:>3}{rewind:>7}  "
             f"{v['dense_mean']:6.2f}±{v['dense_std']:<5.2f}  {v['ticket_mean']:6.2f}±{v['ticket_std']:<5.2f}  "
-            f"{v['diff_text']:>8}  {'/'.join('yes' if v[k] else 'no' for k in ('wins_xi0', 'wins_xi1', 'wins_xi_std'))}"
+            f"{v['diff_text']:>8}  {'/'.join(_yes_no(v[k]) for k in ('wins_xi0', 'wins_xi1', 'wins_xi_std'))}"
         )
     return "\n".join(lines)

@@ -43,3 +43,11 @@ def test_inspect_scores_on_the_datasets_own_image_shape(capsys):
     main(["inspect", "resnet20", "--remove", "2", "--criterion", "snip", "--dataset", "digits", "--json"])
     info = json.loads(capsys.readouterr().out)
     assert info["input_size"] == [1, 8, 8] and len(info["removed"]) == 2 and info["ticket_macs"] < info["macs"]
+
+
+def test_inspect_says_a_trained_criterion_is_meant_for_trained_nets(capsys):
+    main(["inspect", "resnet20", "--remove", "1", "--criterion", "hrank", "--dataset", "digits", "--json"])
+    captured = capsys.readouterr()
+    assert "hrank is meant for trained nets" in captured.err and "meant for trained nets" in json.loads(captured.out)["note"]
+    main(["inspect", "resnet20", "--remove", "1", "--criterion", "snip", "--dataset", "digits"])
+    assert "meant for trained nets" not in capsys.readouterr().err

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from layerlth.similarity import linear_cka
-from layerlth.verdict import signed, verdict
+from layerlth.verdict import format_verdicts, signed, verdict, verdicts
 
 
 def test_signed_prints_like_the_paper():
@@ -20,6 +20,17 @@ def test_verdict_for_each_xi():
     assert verdict(dense, [0.93, 0.93])["wins_xi0"]
     with pytest.raises(ValueError):
         verdict([], [0.9])
+
+
+def test_one_dense_seed_has_no_std_verdict():
+    """std = 0 over one seed would make every tie a win: the column reads n/a, None in JSON."""
+    assert verdict([0.92], [0.92])["wins_xi_std"] is None
+    rows = [dict(arch="resnet20", dataset="digits", shortcut="B", recipe="he2016", epochs=2, train_subset=None,
+                 kind=kind, criterion="grasp", p=p, rewind=0, reinit=False, final_test_acc=acc)
+            for kind, p, acc in (("dense", 0, 0.9), ("at_init", 1, 0.95))]
+    [row] = verdicts(rows)
+    assert row["wins_xi0"] and row["wins_xi_std"] is None
+    assert format_verdicts([row]).splitlines()[1].endswith("yes/yes/n/a")
 
 
 def test_linear_cka_is_invariant_to_rotation_and_scale_only():

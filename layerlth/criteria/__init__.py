@@ -6,6 +6,7 @@ important, so the p lowest-scoring blocks are the ones removed. Criteria that ra
 others rate blocks from their outputs. Scoring runs on a copy: the caller's weights and BN
 statistics are never touched. Gradient criteria run the copy in train mode (BN on batch
 statistics, as in training); output criteria, meant for trained nets, in eval mode.
+The criteria of trained nets compute what the paper's authors compute (see `trained.py`).
 """
 
 import copy
@@ -17,7 +18,7 @@ from typing import Callable
 from layerlth.criteria.grasp import grasp
 from layerlth.criteria.snip import snip
 from layerlth.criteria.synflow import synflow
-from layerlth.criteria.trained import expectabs, hrank, kl, l1, pls
+from layerlth.criteria.trained import cka, expectabs, hrank, kl, l1, pls
 from layerlth.criteria.weights import AGGREGATES, aggregate
 from layerlth.models import removable_blocks
 from layerlth.models.blocks import PHYSICAL_ONLY
@@ -30,6 +31,7 @@ class Criterion:
     needs_data: bool
     train_mode: bool  # BN on batch statistics (gradient criteria) or running ones
     help: str
+    for_trained: bool = False  # meaningful on a trained net (Algorithm 1), not at initialisation
 
 
 def random_blocks(model, batches, blocks, seed=0):
@@ -44,11 +46,12 @@ CRITERIA = {
     "grasp": Criterion(grasp, True, True, True, "GraSP theta * Hg at init (the paper's default)"),
     "snip": Criterion(snip, True, True, True, "SNIP |theta * dL/dtheta| at init"),
     "synflow": Criterion(synflow, True, False, False, "SynFlow theta * dR/dtheta, data-free"),
-    "hrank": Criterion(hrank, False, True, False, "HRank: mean rank of the block's output maps (trained)"),
-    "expectabs": Criterion(expectabs, False, True, False, "expectABS: mean |output| of the block (trained)"),
-    "pls": Criterion(pls, False, True, False, "PLS+VIP: mean VIP of the block's pooled outputs (trained)"),
-    "kl": Criterion(kl, False, True, False, "KL of the softmax with vs without the block (trained)"),
-    "l1": Criterion(l1, True, False, False, "L1 norm of the block's weights (biased to early stages)"),
+    "hrank": Criterion(hrank, False, True, False, "HRank: mean rank / side of relu(block output) maps", True),
+    "expectabs": Criterion(expectabs, False, True, False, "expectABS: mean |relu(block output)|", True),
+    "pls": Criterion(pls, False, True, False, "PLS+VIP: mean VIP of one PLS on the block's pooled residual sum", True),
+    "kl": Criterion(kl, False, True, False, "KL(without block || dense) of the softmax outputs", True),
+    "cka": Criterion(cka, False, True, False, "1 - linear CKA of penultimate features with vs without the block", True),
+    "l1": Criterion(l1, True, False, False, "L1 norm of the block's weights (biased to early stages)", True),
     "random": Criterion(random_blocks, False, False, False, "uniform random scores (seeded)"),
 }
 __all__ = ["AGGREGATES", "CRITERIA", "aggregate", "Criterion", "check_criterion", "score_blocks", "score_weights"]

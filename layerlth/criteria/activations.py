@@ -1,6 +1,17 @@
-"""Block outputs on real batches, collected with forward hooks, for the criteria of trained nets."""
+"""What blocks compute on real batches, collected with forward hooks, for the criteria of trained
+nets: a block's output, or the residual sum f(x) + x its last activation acts on."""
 
 import torch
+import torch.nn as nn
+
+
+def _run(model, batches, hooks):
+    try:
+        for inputs, _ in batches:
+            model(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 @torch.no_grad()
@@ -13,10 +24,30 @@ def block_outputs(model, batches, blocks, reduce):
         )
         for name in blocks
     ]
-    try:
-        for inputs, _ in batches:
-            model(inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _run(model, batches, hooks)
+    return collected
+
+
+def last_norm(block):
+    """The BatchNorm that ends the block's residual branch f (bn2 of a basic block)."""
+    norms = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not norms:
+        raise ValueError(f"{type(block).__name__} has no BatchNorm2d ending its residual branch")
+    return norms[-1]
+
+
+@torch.no_grad()
+def residual_sums(model, batches, blocks, reduce):
+    """{block: [reduce(f(x) + x) for each batch]}: the sum before the block's last activation (the
+    output of the `Add` layer in Keras terms). Only for shape-preserving blocks, whose shortcut is x."""
+    collected = {name: [] for name in blocks}
+    inputs = {}
+    hooks = []
+    for name in blocks:
+        block = model.get_submodule(name)
+        hooks.append(block.register_forward_pre_hook(lambda module, args, name=name: inputs.__setitem__(name, args[0])))
+        hooks.append(last_norm(block).register_forward_hook(
+            lambda module, args, output, name=name: collected[name].append(reduce(output + inputs[name]))
+        ))
+    _run(model, batches, hooks)
     return collected
