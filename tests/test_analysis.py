@@ -243,3 +243,17 @@ def test_paper_values_apply_only_to_the_papers_setting():
     assert cell.paper == 0.40 and cell.agrees
     other = [r | {"dataset": "cifar100"} for r in rows]
     assert table2(other, reference).rows[0].cells["p=1"].paper is None
+
+
+def test_paper_quick_grid_runs_the_paper_studies_once_in_the_papers_columns():
+    from layerlth.analysis.tables import rewind_column
+    from layerlth.sweep.grid import expand, load_grid
+
+    def studies(name):
+        return {(c.kind, c.arch, c.criterion if c.p else None, c.p) for _, c in expand(load_grid(name))}
+
+    quick, paper = expand(load_grid("paper-quick")), expand(load_grid("paper"))
+    assert studies("paper-quick") == studies("paper") and len(quick) == len(paper) // 3
+    assert {c.seed for _, c in quick} == {0} and {c.dataset for _, c in quick} == {"cifar10"}
+    columns = {rewind_column(c.rewind, c.epochs) for _, c in quick if c.kind == "after_training"}
+    assert columns == {"theta_0", "theta_25", "theta_50", "theta_75"}  # Table 1's columns
