@@ -111,11 +111,12 @@ def test_paper_values_beside_ours_and_missing_cells_print_a_dash(sweep):
     cell = t2.cell(SETTING, "grasp", "p=1")
     assert cell.paper == -0.5 and cell.agrees == (cell.mean < 0)
     assert t2.cell(SETTING, "snip", "p=1").paper is None  # the reference has no value there
-    gap = t2.cell(SETTING, "snip", "p=3")  # the grid's trial that never ran
-    assert gap is MISSING or gap.mean is None
+    gap = t2.cell(SETTING, "snip", "p=3")  # the grid's trial that never ran: '-', the paper's value beside
+    assert gap.mean is None and gap.paper == 0.25 and gap.agrees is None
+    assert t2.cell(SETTING, "grasp", "p=3").paper is None
     markdown = (sweep["built"].directory / "table2.md").read_text()
     snip_line = next(line for line in markdown.splitlines() if "| snip |" in line)
-    assert snip_line.rstrip(" |").endswith("-") and "paper -0.50" in markdown
+    assert snip_line.endswith("| - · paper +0.25 |") and "paper -0.50" in markdown
     assert table(sweep, 4).cell(SETTING, "grasp p=1", "flops").paper == 6.82
     assert table(sweep, 4).cell(SETTING, "snip p=1", "flops").paper is None  # the reference's row is GraSP's
     lines = (sweep["built"].directory / "table2.csv").read_text().splitlines()

@@ -39,10 +39,15 @@ def _context(v):
     return {"arch": v["arch"], "dataset": v["dataset"], "criterion": v["criterion"], "p": v["p"]}
 
 
-def _assemble(number, title, cells, columns, notes=()):
-    """cells: {(setting, label): {column: Cell}} -> Table with rows in insertion order."""
+def _assemble(number, title, cells, columns, notes=(), paper_of=None):
+    """cells: {(setting, label): {column: Cell}} -> Table with rows in insertion order. `paper_of(
+    setting, label, column)` gives the paper's value for a cell the sweep has no trial for."""
     table = Table(number, title, columns, notes=list(notes))
     table.rows = [Row(s, label, row) for (s, label), row in cells.items()]
+    for row in table.rows if paper_of else ():
+        for column in columns:
+            if column not in row.cells and (value := paper_of(row.setting, row.label, column)) is not None:
+                row.cells[column] = Cell(None, paper=value)
     return table
 
 
@@ -52,7 +57,7 @@ def rewind_column(rewind, epochs, reinit=False):
 
 
 def table1(rows, reference):
-    cells, columns = {}, {}
+    cells, columns, contexts = {}, {}, {}
     epochs = {baseline_key(r): epochs_of(r) for r in finished(rows)}
     for name, v in _verdicts_by_setting(rows, ("after_training",)):
         total = epochs[tuple(v[n] for n in BASELINE)]
@@ -60,24 +65,29 @@ def table1(rows, reference):
         columns[column] = "reinit" if v["reinit"] else f"θ_{column[6:]} (epoch {v['rewind']}/{total})"
         paper = reference.value(1, v["criterion"], column, _context(v))
         cells.setdefault((name, f"{v['criterion']} p={v['p']}"), {})[column] = _diff_cell(v, paper)
+        contexts[(name, f"{v['criterion']} p={v['p']}")] = _context(v)
     columns = dict(sorted(columns.items(), key=lambda c: (c[0] == "reinit", 0 if c[0] == "reinit" else int(c[0][6:]))))
     note = "θ_i: the dense weights of epoch i of 200, scaled to the sweep's epochs; reinit: random re-initialisation"
-    return _assemble(1, reference.title(1), cells, columns, [note])
+    return _assemble(1, reference.title(1), cells, columns, [note], lambda name, label, column: reference.value(
+        1, contexts[(name, label)]["criterion"], column, contexts[(name, label)]))
 
 
 def table2(rows, reference):
-    cells, ps = {}, set()
+    cells, ps, contexts = {}, set(), {}
     for name, v in _verdicts_by_setting(rows, ("at_init",)):
         ps.add(v["p"])
         paper = reference.value(2, v["criterion"], f"p={v['p']}", _context(v))
         cells.setdefault((name, v["criterion"]), {})[f"p={v['p']}"] = _diff_cell(v, paper)
-    return _assemble(2, reference.title(2), cells, {f"p={p}": f"p = {p}" for p in sorted(ps)})
+        contexts[(name, v["criterion"])] = _context(v)
+    return _assemble(2, reference.title(2), cells, {f"p={p}": f"p = {p}" for p in sorted(ps)},
+                     paper_of=lambda name, label, column: reference.value(
+                         2, label, column, contexts[(name, label)] | {"p": int(column[2:])}))
 
 
 def table3(rows, reference):
     found = list(_verdicts_by_setting(rows, ("filter", "at_init")))
     filters = {(name, v["criterion"], v["p"]) for name, v in found if v["kind"] == "filter"}
-    cells, ps = {}, set()
+    cells, ps, contexts = {}, set(), {}
     for name, v in sorted(found, key=lambda item: item[1]["kind"] != "filter"):
         if (name, v["criterion"], v["p"]) not in filters:
             continue  # a layer ticket without a filter ticket of its size is Table 2's
@@ -85,7 +95,10 @@ def table3(rows, reference):
         label = f"{'filter' if v['kind'] == 'filter' else 'layer'} {v['criterion']}"
         paper = reference.value(3, label, f"p={v['p']}", _context(v))
         cells.setdefault((name, label), {})[f"p={v['p']}"] = _diff_cell(v, paper)
-    return _assemble(3, reference.title(3), cells, {f"p={p}": f"p = {p}" for p in sorted(ps)})
+        contexts[(name, label)] = _context(v)
+    return _assemble(3, reference.title(3), cells, {f"p={p}": f"p = {p}" for p in sorted(ps)},
+                     paper_of=lambda name, label, column: reference.value(
+                         3, label, column, contexts[(name, label)] | {"p": int(column[2:])}))
 
 
 def seconds_per_epoch(row):
@@ -168,11 +181,10 @@ def table5(rows, reference):
         row = {}
         for column in ROBUSTNESS:
             ours, base = _robust_values(group, column), _robust_values(dense[key[: len(BASELINE)]], column)
-            if not ours or not base:
-                continue
-            v = verdict(base, ours)
             paper = reference.value(5, f"{values['arch']} p={values['p']}", column, values)
-            row[column] = _diff_cell(v, paper)
+            if column == "corruptions_generated":
+                paper = None  # generated corruptions are never compared with CIFAR-10-C
+            row[column] = _diff_cell(verdict(base, ours), paper) if ours and base else Cell(None, paper=paper)
         cells[(setting(key[: len(BASELINE)]), f"{values['criterion']} p={values['p']}")] = row
     notes = []
     if not present:
