@@ -24,7 +24,8 @@ def _panels(count, width=5.0, height=3.6):
 
 
 def _dense_std(rows):
-    return {setting(key): stats([100 * r["final_test_acc"] for r in group])[1] or 0.0
+    """{setting: std of the dense accuracy in points, None with one seed}."""
+    return {setting(key): stats([100 * r["final_test_acc"] for r in group])[1]
             for key, group in dense_groups(rows).items()}
 
 
@@ -36,10 +37,11 @@ def diff_vs_p(table2, rows):
     band = _dense_std(rows)
     fig, axes = _panels(len(settings))
     for ax, name in zip(axes, settings):
-        std = band.get(name, 0.0)
+        std = band.get(name)
         ps = [int(c[2:]) for c in table2.columns]
-        ax.axhspan(-std, std, color="0.85", label=f"dense ±1 std ({std:.2f})")
-        ax.axhline(0, color="k", lw=0.8)
+        if std is not None:
+            ax.axhspan(-std, std, color="0.85", label=f"dense ±1 std ({std:.2f})")
+        ax.axhline(0, color="k", lw=0.8, label=None if std is not None else "dense (one seed: no std band)")
         for row in (r for r in table2.rows if r.setting == name):
             points = [(p, row.cells.get(f"p={p}", MISSING)) for p in ps]
             points = [(p, c) for p, c in points if c.mean is not None]
@@ -65,24 +67,33 @@ def _mean_curve(group):
 
 
 def curves(rows):
-    """Test accuracy per epoch, dense (mean over seeds) vs each ticket setting."""
+    """Test accuracy per epoch: one panel per setting and kind of ticket, dense (mean over seeds) in
+    black beside that kind's tickets, so a large sweep does not pile 40 curves into one plot."""
     rows = [r for r in finished(rows) if r.get("history")]
-    settings = defaultdict(lambda: defaultdict(list))
+    panels = defaultdict(lambda: defaultdict(list))  # (setting, kind) -> label -> rows
+    dense = defaultdict(list)
     for row in rows:
-        label = "dense" if is_dense(row) else describe(row).split(" seed")[0].split(" ", 1)[1]
-        settings[setting(baseline_key(row))][label].append(row)
-    if not settings:
+        if is_dense(row):
+            dense[setting(baseline_key(row))].append(row)
+        else:
+            label = describe(row).split(" seed")[0].split(" ", 2)[2]  # "grasp p=1", "kl p=2 rewind 1"
+            panels[(setting(baseline_key(row)), row["kind"])][label].append(row)
+    if not panels:
         return None
-    fig, axes = _panels(len(settings), 5.5, 4.0)
-    for ax, (name, groups) in zip(axes, settings.items()):
-        for label, group in sorted(groups.items(), key=lambda item: item[0] != "dense"):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
+    for ax, ((name, kind), groups) in zip(axes[0], sorted(panels.items())):
+        for label, group in [("dense", dense.get(name, []))] + sorted(groups.items()):
+            if not group:
+                continue
             epochs, accs = _mean_curve(group)
-            dense = label == "dense"
-            ax.plot(epochs, accs, color="k" if dense else None, lw=2.2 if dense else 1.0,
-                    marker="o" if len(epochs) < 12 else None, ms=3, label=f"{label} ({len(group)} seeds)")
-        ax.set(title=name, xlabel="epoch", ylabel="test accuracy (%)")
+            seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
+            ax.plot(epochs, accs, color="k" if label == "dense" else None, lw=2.2 if label == "dense" else 1.0,
+                    marker="o" if len(epochs) < 12 else None, ms=3, label=f"{label} ({seeds})")
+        ax.set(title=f"{name}\n{kind} tickets", xlabel="epoch", ylabel="test accuracy (%)")
+        ax.title.set_fontsize(9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7, ncol=1 if len(groups) < 8 else 2)
+        # below the axes: the curves fill the plot area
+        ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     return fig
 
 
