@@ -9,20 +9,22 @@ import yaml
 
 from layerlth import run_trial
 from layerlth.analysis import report, wandb_report
-from layerlth.analysis.cells import MISSING
 from layerlth.analysis.paper import PAPER, load_reference
 from layerlth.analysis.rows import read_rows
-from layerlth.analysis.tables import all_tables, table2, table5
+from layerlth.analysis.tables import table2, table5
 from layerlth.config import TrialConfig
 from layerlth.sweep.store import SweepStore
 
 SETTING = "resnet20 digits, he2016 recipe, 2 epochs"
-BASE = dict(arch="resnet20", dataset="digits", recipe="he2016", epochs=2, score_batches=2, emissions=False, device="cpu")
+BASE = dict(arch="resnet20", dataset="digits", recipe="he2016", epochs=2, score_batches=2, emissions=False,
+            device="cpu")
 TRIALS = [  # two dense seeds so a std exists; emissions measured for one dense and one ticket
     dict(kind="dense", seed=0, emissions=True), dict(kind="dense", seed=1),
-    dict(kind="at_init", criterion="grasp", p=1, seed=0, emissions=True), dict(kind="at_init", criterion="grasp", p=1, seed=1),
+    dict(kind="at_init", criterion="grasp", p=1, seed=0, emissions=True),
+    dict(kind="at_init", criterion="grasp", p=1, seed=1),
     dict(kind="at_init", criterion="snip", p=1, seed=0), dict(kind="at_init", criterion="grasp", p=3, seed=0),
-    dict(kind="after_training", criterion="kl", p=1, rewind=0, seed=0), dict(kind="filter", criterion="grasp", p=1, seed=0),
+    dict(kind="after_training", criterion="kl", p=1, rewind=0, seed=0),
+    dict(kind="filter", criterion="grasp", p=1, seed=0),
 ]
 ERRORED = dict(kind="at_init", criterion="snip", p=1, seed=1)
 MISSING_TRIAL = dict(kind="at_init", criterion="snip", p=3, seed=0)  # in the grid, never run
@@ -43,7 +45,8 @@ def sweep(tmp_path_factory):
         config = TrialConfig.from_dict(BASE | trial | {"dense_dir": str(root / "dense")})
         store.save(run_trial(config) | {"trial_id": config.hash()})
     config = TrialConfig.from_dict(BASE | ERRORED)
-    store.save(config.to_dict() | {"trial_id": config.hash(), "status": "errored", "error": "Traceback\nRuntimeError: boom"})
+    errored = {"trial_id": config.hash(), "status": "errored", "error": "Traceback\nRuntimeError: boom"}
+    store.save(config.to_dict() | errored)  # what the sweep stores for a trial that failed every attempt
     store.write_table()
     grid = root.parent / "tiny.yaml"
     grid.write_text(yaml.safe_dump({"name": "tiny", "defaults": BASE, "studies": TRIALS + [ERRORED, MISSING_TRIAL]}))

@@ -67,7 +67,8 @@ def _blank(value):
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"θ": r"$\theta$", "−": "-", "±": r"$\pm$", "✓": r"$\checkmark$", "✗": r"$\times$", "·": r"$\cdot$"}
+_LATEX_SYMBOLS = {"θ": r"$\theta$", "−": "-", "±": r"$\pm$", "✓": r"$\checkmark$", "✗": r"$\times$",
+                  "·": r"$\cdot$"}
 
 
 def latex_escape(text):

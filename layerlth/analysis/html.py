@@ -63,10 +63,12 @@ def _counts(counts):
 
 def provenance_html(info):
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    grid = f"<details><summary>grid file</summary><pre>{escape(info['grid_text'])}</pre></details>" if info["grid_text"] else ""
+    known = bool(info["grid_text"])
+    grid = f"<details><summary>grid file</summary><pre>{escape(info['grid_text'])}</pre></details>" if known else ""
+    missing = len(info["missing"]) if known else "unknown (no grid)"
     return f"""<h2 id="provenance">Provenance</h2>
 <dl><dt>grid</dt><dd>{escape(info['grid'])}{grid}</dd>
-<dt>trials</dt><dd>{_counts(info['trials'])}; missing from the grid: {len(info['missing']) if info['grid_text'] else 'unknown (no grid)'}</dd>
+<dt>trials</dt><dd>{_counts(info['trials'])}; missing from the grid: {missing}</dd>
 <dt>hardware</dt><dd>{_counts(info['hardware'])}</dd>
 <dt>emissions method</dt><dd>{_counts(info['emissions'])}</dd>
 <dt>memory method</dt><dd>{escape(', '.join(info['memory']) or '-')}</dd>
@@ -74,7 +76,7 @@ def provenance_html(info):
 <dt>libraries</dt><dd>{escape(versions)}</dd>
 <dt>report built on</dt><dd>{escape(info['report_machine'])}</dd></dl>
 <h3>Errored trials</h3>{_list(info['errored'], 'none')}
-<h3>Missing trials (in the grid, no result)</h3>{_list(info['missing'], 'none' if info['grid_text'] else 'unknown: no grid')}"""
+<h3>Missing trials (in the grid, no result)</h3>{_list(info['missing'], 'none' if known else 'unknown: no grid')}"""
 
 
 def figure_html(name, caption, png_bytes):

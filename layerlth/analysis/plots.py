@@ -180,18 +180,20 @@ def robustness(table5):
     rows = [r for r in table5.rows if any(r.cells.get(c, MISSING).mean is not None for c in table5.columns)]
     if not rows:
         return None
-    fig, (ax,) = _panels(1, max(5.5, 1.2 * len(rows)), 4.0)
-    width = 0.8 / len(table5.columns)
-    for k, (column, header) in enumerate(table5.columns.items()):
-        cells = [r.cells.get(column, MISSING) for r in rows]
-        xs = [i + k * width for i, c in enumerate(cells) if c.mean is not None]
-        kept = [c for c in cells if c.mean is not None]
-        ax.bar(xs, [c.mean for c in kept], width, yerr=[c.std or 0 for c in kept], capsize=2, label=header)
+    columns = {c: h for c, h in table5.columns.items() if any(r.cells.get(c, MISSING).mean is not None for r in rows)}
+    fig, (ax,) = _panels(1, max(5.5, 1.3 * len(rows)), 4.0)
+    width = 0.8 / len(columns)
+    for k, (column, header) in enumerate(columns.items()):
+        cells = [(i, r.cells.get(column, MISSING)) for i, r in enumerate(rows)]
+        kept = [(i, c) for i, c in cells if c.mean is not None]
+        errors = [c.std or 0 for _, c in kept] if any(c.std is not None for _, c in kept) else None
+        ax.bar([i + k * width for i, _ in kept], [c.mean for _, c in kept], width, yerr=errors, capsize=2,
+               label=header)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))], [f"{r.setting.split()[0]} {r.label}" for r in rows],
                   rotation=30, ha="right")
     ax.set(ylabel="ticket − dense accuracy (points)", title="Robustness of tickets at initialisation")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: bars fill the plot area
     return fig
 
 
@@ -204,6 +206,7 @@ def all_plots(tables, rows):
         "curves": ("Test accuracy per epoch, dense vs tickets (mean over seeds)", curves(rows)),
         "speedup": ("Measured vs FLOPs-ideal training speed-up (Table 4)", speedup(by_number[4])),
         "emissions": ("CO2 and energy per trial", emissions(rows)),
-        "removed_blocks": ("Which blocks each criterion removes: the share of its trials (seeds, rewind points) that removed the block", removed_blocks(rows)),
+        "removed_blocks": ("Which blocks each criterion removes: the share of its trials (seeds, rewind points) "
+                           "that removed the block", removed_blocks(rows)),
         "robustness": ("Robustness: accuracy difference to dense (Table 5)", robustness(by_number[5])),
     }

@@ -65,7 +65,8 @@ def output_dir(paths, out):
         return Path(out)
     if len(paths) == 1 and Path(paths[0]).is_dir():
         return Path(paths[0]) / "report"
-    raise ValueError(f"where should the report go? give --out DIR (inputs {[str(p) for p in paths]} are not one directory)")
+    raise ValueError(f"where should the report go? give --out DIR (inputs {[str(p) for p in paths]} "
+                     "are not one directory)")
 
 
 def sweep_name(paths):
@@ -133,7 +134,8 @@ def share(spec_path, wanted):
     if not wanted:
         return f"W&B report spec: {spec_path} (publish with `{publish_command(spec_path)}`)"
     if not wandb_report.can_publish():
-        return f"W&B: no API key (or WANDB_MODE offline); spec written to {spec_path}; publish later with `{publish_command(spec_path)}`"
+        return (f"W&B: no API key (or WANDB_MODE offline); spec written to {spec_path}; "
+                f"publish later with `{publish_command(spec_path)}`")
     spec = json.loads(Path(spec_path).read_text())
     try:
         return f"W&B report: {wandb_report.publish(spec)}"
@@ -143,14 +145,17 @@ def share(spec_path, wanted):
 
 
 def add_arguments(parser):
-    parser.add_argument("paths", nargs="*", help="a sweep directory, or result.json files, directories, results CSV/Parquet")
+    parser.add_argument("paths", nargs="*",
+                        help="a sweep directory, or result.json files, directories, results CSV/Parquet")
     parser.add_argument("--out", help="report directory (default: <sweep directory>/report)")
     parser.add_argument("--grid", help="the sweep's grid (name or YAML), to list missing trials "
                                        "(default: the built-in grid named like the sweep directory, if any)")
-    parser.add_argument("--paper", default=str(PAPER), help="the paper's reference values (default: analysis/paper.yaml)")
+    parser.add_argument("--paper", default=str(PAPER),
+                        help="the paper's reference values (default: analysis/paper.yaml)")
     parser.add_argument("--name", help="sweep name: the report's title and the W&B group (default: the directory's name)")
     parser.add_argument("--wandb-report", action="store_true", help="publish the W&B report (needs an API key)")
-    parser.add_argument("--wandb-project", default="layerlth", help="W&B project of the sweep's runs (default layerlth)")
+    parser.add_argument("--wandb-project", default="layerlth",
+                        help="W&B project of the sweep's runs (default layerlth)")
     parser.add_argument("--wandb-entity", help="W&B entity (default: the API key's)")
     parser.add_argument("--publish", metavar="SPEC", help="publish a wandb_report.json written earlier, then exit")
     parser.add_argument("--quiet", action="store_true", help="do not print the tables")
