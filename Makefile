@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-# the demo study as a Ray sweep, offline, W&B runs written locally (sync later with `wandb sync`)
+# the demo study as a Ray sweep, offline, W&B runs written locally (sync later with `wandb sync`),
+# then its report (tables beside the paper's, figures, report.html; the last line is its path)
 demo: install
 	$(PY) sweeps/run.py --grid demo --wandb offline
+	$(PY) analysis/report.py results/sweeps/demo
 
 test: install
 	$(PY) -m pytest -q -m "not slow"

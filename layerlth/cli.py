@@ -1,10 +1,13 @@
-"""`layerlth` command line: inspect an architecture, run one ticket trial, run the demo."""
+"""`layerlth` command line: inspect an architecture, run one ticket trial, judge and report results, run the demo."""
 
 import argparse
 import json
 import logging
 import sys
 
+from layerlth.analysis.report import DESCRIPTION as REPORT_HELP
+from layerlth.analysis.report import add_arguments as add_report_arguments
+from layerlth.analysis.report import run as run_report
 from layerlth.config import TrialConfig, add_arguments, from_arguments
 from layerlth.criteria import check_criterion
 from layerlth.data import load_dataset
@@ -81,6 +84,10 @@ def verdict(args):
     print(json.dumps(table, indent=2) if args.json else format_verdicts(table))
 
 
+def report(args):
+    run_report(args)
+
+
 def demo(args):
     from layerlth.demo import main
 
@@ -112,6 +119,11 @@ def parser():
     p.add_argument("results", nargs="+", help="result.json files, directories holding them, or results CSV/Parquet")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=verdict)
+
+    p = commands.add_parser("report", help="the paper's Tables 1-5 beside ours, figures, report.html, W&B report",
+                            description=REPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_report_arguments(p)
+    p.set_defaults(run=report)
 
     p = commands.add_parser("demo", help="dense vs GraSP and SNIP tickets on the digits, as a table")
     p.add_argument("--epochs", type=int, default=15)

@@ -1,0 +1,104 @@
+"""Result rows for analysis: read from a sweep or result files, cleaned, and grouped the way
+`layerlth.verdict` compares them (a ticket setting against the dense runs of its setting)."""
+
+import json
+import math
+from pathlib import Path
+
+from layerlth.results import load_rows
+from layerlth.verdict import BASELINE, TICKET
+
+# values a results table stores as JSON text, and integers a column with gaps turns into floats
+_NESTED = ("removed", "history", "scores", "attempt_start_epochs")
+_INTEGERS = ("p", "rewind", "seed", "epochs", "batch_size", "train_subset", "epochs_trained")
+
+
+def read_rows(paths):
+    """Rows of a sweep directory (its trials/), or of result files/dirs/tables as `layerlth verdict`
+    takes them. Table cells that were empty (NaN) become None, nested JSON text becomes lists."""
+    paths = [Path(p) for p in paths]
+    sources = [p / "trials" if (p / "trials").is_dir() else p for p in paths]
+    return [clean(row) for row in load_rows(sources)]
+
+
+def clean(row):
+    row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    for name in _NESTED:
+        if isinstance(row.get(name), str):
+            try:
+                row[name] = json.loads(row[name])
+            except json.JSONDecodeError:
+                pass
+    for name in _INTEGERS:
+        if isinstance(row.get(name), float) and row[name].is_integer():
+            row[name] = int(row[name])
+    return row
+
+
+def finished(rows):
+    return [r for r in rows if r.get("status", "finished") == "finished" and r.get("final_test_acc") is not None]
+
+
+def is_dense(row):
+    return row["kind"] == "dense" or not row["p"]
+
+
+def baseline_key(row):
+    return tuple(row.get(n) for n in BASELINE)
+
+
+def ticket_key(row):
+    return tuple(row.get(n) for n in TICKET)
+
+
+def dense_groups(rows):
+    """{baseline key: finished dense rows}."""
+    groups = {}
+    for row in finished(rows):
+        if is_dense(row):
+            groups.setdefault(baseline_key(row), []).append(row)
+    return groups
+
+
+def ticket_groups(rows):
+    """{ticket key: finished ticket rows}, in a stable order."""
+    groups = {}
+    for row in finished(rows):
+        if not is_dense(row):
+            groups.setdefault(ticket_key(row), []).append(row)
+    return dict(sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))))
+
+
+def setting(key):
+    """Short label of a baseline key: `resnet32 cifar10, paper recipe, 200 epochs`."""
+    values = dict(zip(BASELINE, key))
+    data = Path(str(values["dataset"])).stem if "/" in str(values["dataset"]) else values["dataset"]
+    text = f"{values['arch']} {data}, {values['recipe']} recipe"
+    if values.get("epochs"):
+        text += f", {values['epochs']} epochs"
+    if values.get("shortcut") not in (None, "B"):
+        text += f", shortcut {values['shortcut']}"
+    if values.get("train_subset"):
+        text += f", {values['train_subset']} train images"
+    return text
+
+
+def epochs_of(row):
+    """Epochs the dense run trains (the recipe's, or the override)."""
+    from layerlth.config import TrialConfig
+    from layerlth.trial import training_recipe
+
+    known = {k: row[k] for k in ("recipe", "epochs", "batch_size", "lr") if k in row}
+    return training_recipe(TrialConfig(**known)).epochs
+
+
+def stats(values):
+    """(mean, std or None when fewer than two values, n) of the values that are not None."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None, 0
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None, 1
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return mean, std, len(values)
