@@ -118,6 +118,26 @@ def cifar102_accuracy(model, data, root, amp=False):
     return {"images": len(y), "acc": accuracy(model, x.to(device), y.to(device), data, amp)}
 
 
+def _cifar10c(config, model, data, amp):
+    found = corruption_accuracy(model, corruption_set(config, data), data, amp)
+    return {"acc_cifar10c": found["mean_standard"], "cifar10c_source": found["source"]}, found
+
+
+def _cifar102(config, model, data, amp):
+    found = cifar102_accuracy(model, data, _root(config), amp)
+    return {"acc_cifar102": found["acc"]}, found
+
+
+def _attacks(config, model, data, amp):
+    names, settings = [k for k in ATTACKS if k in config.robustness], settings_from(config)
+    found = adversarial_accuracy(model, data, names, settings, config.seed)
+    columns = {f"acc_{name}": found[name] for name in names} | {"attack_clean_acc": found["clean"]}
+    return columns | settings.row(), found | settings.row()
+
+
+PARTS = {"cifar10c": _cifar10c, "cifar102": _cifar102, "attacks": _attacks}
+
+
 def robustness_columns(config, model, data, device):
     """The row's robustness columns for `model` (trained, on `device`, with `data` there); {} when
     `config.robustness` is empty."""
@@ -125,30 +145,18 @@ def robustness_columns(config, model, data, device):
         return {}
     started = time.perf_counter()
     amp = config.amp and torch.device(device).type == "cuda"
-    settings = settings_from(config)
     row = {"acc_cifar10c": None, "cifar10c_source": None, "acc_cifar102": None, "acc_fgsm": None,
-           "acc_pgd": None, "attack_clean_acc": None, "robustness_error": None}
+           "acc_pgd": None, "attack_clean_acc": None}
     detail, errors = {}, []
-    parts = [k for k in KINDS if k in config.robustness and k not in ATTACKS]
-    attacks = [k for k in ATTACKS if k in config.robustness]
-    for part in parts + (["attacks"] if attacks else []):
+    wanted = {"attacks" if k in ATTACKS else k for k in config.robustness}
+    for part in (p for p in PARTS if p in wanted):
         try:
-            if part == "cifar10c":
-                detail["cifar10c"] = corruption_accuracy(model, corruption_set(config, data), data, amp)
-                row |= {"acc_cifar10c": detail["cifar10c"]["mean_standard"], "cifar10c_source": detail["cifar10c"]["source"]}
-            elif part == "cifar102":
-                detail["cifar102"] = cifar102_accuracy(model, data, _root(config), amp)
-                row["acc_cifar102"] = detail["cifar102"]["acc"]
-            else:
-                found = adversarial_accuracy(model, data, attacks, settings, config.seed)
-                detail["attacks"] = found | settings.row()
-                row |= {f"acc_{name}": found[name] for name in attacks} | {"attack_clean_acc": found["clean"]}
+            columns, detail[part] = PARTS[part](config, model, data, amp)
+            row |= columns
         except Exception as error:  # reported in the row; the trained result stays
             log.exception("robustness %s failed", part)
             errors.append(f"{part}: {type(error).__name__}: {error}")
             if torch.device(device).type == "cuda":
-                torch.cuda.empty_cache()
-    if attacks:
-        row |= settings.row()
-    row["robustness_error"] = "; ".join(errors) or None
-    return row | {"robustness_seconds": time.perf_counter() - started, "robustness": detail}
+                torch.cuda.empty_cache()  # after an out-of-memory, let the next part try
+    return row | {"robustness_error": "; ".join(errors) or None,
+                  "robustness_seconds": time.perf_counter() - started, "robustness": detail}
