@@ -44,6 +44,15 @@ class TrialConfig:
     checkpoint_epochs: tuple = _f((), "epochs after which the weights are saved (0 = initial)", nargs="*", type=int, dense=False)
     out_dir: str | None = _f(None, "directory for checkpoints and result.json (none: keep nothing)", hashed=False, dense=False)
     dense_dir: str = _f("results/dense", "where dense runs are stored once and shared by their tickets", hashed=False, dense=False)
+    # robustness of the final model (evaluated after training; none of it changes training)
+    robustness: tuple = _f((), "evaluate the trained net on: cifar10c, cifar102, fgsm, pgd", nargs="*", type=str, dense=False)
+    corruption_source: str = _f("auto", "cifar10c: archive (CIFAR-10-C), generated (corrupt the test set here), auto (archive for cifar10)", dense=False)
+    corruption_images: int = _f(1000, "generated corruptions: first N test images (the archive always has all 10,000)", dense=False)
+    attack_eps: float = _f(8 / 255, "fgsm/pgd: L-inf budget in [0, 1] pixel units", dense=False)
+    pgd_steps: int = _f(10, "pgd: number of steps", dense=False)
+    pgd_step_size: float = _f(2 / 255, "pgd: step size in [0, 1] pixel units", dense=False)
+    pgd_random_start: bool = _f(True, "pgd: start at a uniform random point of the eps ball", dense=False)
+    attack_images: int = _f(1000, "fgsm/pgd: attack the first N test images", dense=False)
 
     def non_defaults(self, names=None):
         return {
@@ -80,9 +89,9 @@ class TrialConfig:
         if unknown:
             raise ValueError(f"unknown trial config keys {unknown}; allowed: {sorted(known)}")
         values = dict(values)
-        for name in ("checkpoint_epochs", "rewind_epochs"):
-            if name in values:
-                values[name] = tuple(values[name])
+        for name in ("checkpoint_epochs", "rewind_epochs", "robustness"):
+            if name in values:  # a lone value (YAML `robustness: pgd`) is a one-item tuple
+                values[name] = (values[name],) if isinstance(values[name], (str, int)) else tuple(values[name])
         return cls(**values)
 
 

@@ -19,6 +19,7 @@ from layerlth.measure import count_macs, count_params, training_step_bytes
 from layerlth.models import SHORTCUTS, build_model, check_arch, max_removable
 from layerlth.models.filters import prunable_convs
 from layerlth.recipes import get_recipe
+from layerlth.robustness import check_robustness, robustness_columns
 from layerlth.similarity import representation_cka
 from layerlth.train import SaveWeights, log_progress, train
 
@@ -33,6 +34,7 @@ def validate(config):
     check_arch(config.arch)
     check_criterion(config.criterion)
     check_dataset(config.dataset)
+    check_robustness(config)
     recipe = training_recipe(config)
     if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
         raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {recipe}")
@@ -87,6 +89,8 @@ def run_trial(config, callbacks=(), resume=None):
     data = load_dataset(config.dataset, config.data_dir).subset(train=config.train_subset).to(device)
     if config.is_dense:
         result = dense_result(config, data, device, callbacks, resume)
+        if config.robustness:  # on the stored final weights, whether trained now or reused
+            result |= robustness_columns(config, trained_dense(config, data, device), data, device)
     else:
         result = ticket_result(config, data, device, callbacks, resume)
     if config.out_dir:
@@ -97,6 +101,11 @@ def run_trial(config, callbacks=(), resume=None):
 def initial_dense(config, data, device):
     torch.manual_seed(config.seed)
     return build_model(config.arch, data.num_classes, data.image_size[0], config.shortcut).to(device)
+
+
+def trained_dense(config, data, device):
+    run = DenseRun(config, training_recipe(config).epochs)
+    return tickets.with_weights(initial_dense(config, data, device), run.weights(run.epochs, device))
 
 
 def dense_result(config, data, device, callbacks=(), resume=None):
@@ -128,7 +137,7 @@ def ticket_result(config, data, device, callbacks=(), resume=None):
         ticket, facts = make_ticket(dense, run, config, data)
     measured = train_and_measure(ticket, dense, config, data, device, facts["start_epoch"], callbacks, resume, facts)
     facts["cka_vs_dense"] = similarity_to_dense(ticket, dense, run, data, device)
-    return {**measured, **facts, "dense_run": str(run.directory)}
+    return {**measured, **facts, "dense_run": str(run.directory), **robustness_columns(config, ticket, data, device)}
 
 
 def make_ticket(dense, run, config, data):

@@ -19,6 +19,7 @@ import yaml
 
 from layerlth.config import TrialConfig
 from layerlth.data import DatasetUnavailable, load_dataset
+from layerlth.robustness import prepare_robustness
 from layerlth.trial import validate
 
 GRIDS = Path(__file__).resolve().parents[2] / "sweeps" / "grids"
@@ -109,3 +110,18 @@ def check_data(configs):
             load_dataset(dataset, data_dir)
         except (DatasetUnavailable, ValueError) as error:
             raise GridError(f"dataset {dataset!r}: {error}") from error
+    check_robustness_data(configs)
+
+
+def check_robustness_data(configs):
+    """Download CIFAR-10-C / CIFAR-10.2 and generate corruptions once, before any trial needs them."""
+    needs = {}
+    for c in configs:
+        data_parts = tuple(sorted(set(c.robustness) - {"fgsm", "pgd"}))  # attacks need no data of their own
+        if data_parts:
+            needs.setdefault((c.dataset, c.data_dir, c.corruption_source, c.corruption_images, data_parts), c)
+    for config in needs.values():
+        try:
+            prepare_robustness(config)
+        except (DatasetUnavailable, ValueError) as error:
+            raise GridError(f"robustness {list(config.robustness)} of dataset {config.dataset!r}: {error}") from error

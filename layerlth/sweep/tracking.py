@@ -61,7 +61,10 @@ def finish_run(run, result):
         return
     keys = ("final_test_acc", "best_test_acc", "params", "macs", "macs_reduction", "train_seconds",
             "images_per_second", "memory_bytes", "energy_kwh", "co2_kg", "emissions_method", "cka_vs_dense",
-            "status")
+            "status",
+            # robustness (when the trial evaluates it)
+            "acc_cifar10c", "cifar10c_source", "acc_cifar102", "acc_fgsm", "acc_pgd", "attack_clean_acc",
+            "attack_eps", "pgd_steps", "pgd_step_size", "attack_images", "robustness_error")
     run.summary.update({k: result[k] for k in keys if result.get(k) is not None})
     run.finish()
     import wandb
