@@ -49,7 +49,7 @@ RANGES = {
 
 def field_type(f):
     """(scalar type, optional, is a tuple) of a dataclass field."""
-    kind = f.type if not isinstance(f.type, str) else eval(f.type, {"tuple": tuple})  # noqa: S307 (annotations)
+    kind = f.type
     args = typing.get_args(kind)
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         [inner] = [a for a in args if a is not type(None)]

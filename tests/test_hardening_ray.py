@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sweeps"))
 import run as sweep_cli  # noqa: E402
@@ -21,6 +23,7 @@ studies:
 """
 
 
+@pytest.mark.slow  # three Ray trial workers, about 35 s on 2 shared cores
 def test_full_disk_stops_the_driver_cleanly_and_loses_no_record(ray_session, tmp_path, monkeypatch, capsys):
     grid = tmp_path / "full.yaml"
     grid.write_text(FULL)
