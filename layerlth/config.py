@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from layerlth.field_checks import check_values
+
 
 def _f(default, help, **kwargs):
     return field(default=default, metadata={"help": help, **kwargs})
@@ -84,6 +86,7 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, values):
+        values = check_values(cls, values)  # type and range of each value, before anything uses it
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -22,8 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
 from layerlth.data import DatasetUnavailable  # noqa: E402
+from layerlth.sweep.driver_lock import SweepBusy  # noqa: E402
 from layerlth.sweep.grid import GridError  # noqa: E402
 from layerlth.sweep.runner import DEFAULT_STORAGE, run  # noqa: E402
+from layerlth.sweep.store import StoreFailed  # noqa: E402
 from layerlth.sweep.tracking import MODES  # noqa: E402
 
 
@@ -67,9 +69,12 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return run(args)
-    except (GridError, DatasetUnavailable, ValueError) as error:
+    except (GridError, DatasetUnavailable, ValueError, SweepBusy) as error:
         print(f"sweeps/run.py: error: {error}", file=sys.stderr)
         return 2
+    except (StoreFailed, OSError) as error:  # a full disk or a lost mount: say what, stop cleanly
+        print(f"sweeps/run.py: error: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

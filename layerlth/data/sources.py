@@ -1,6 +1,7 @@
 """Where images come from: CIFAR-10/100 (downloaded), any .npz, scikit-learn's digits, synthetic."""
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +61,66 @@ def _cifar(name, root):
 
 
 def _npz(path):
-    with np.load(path) as arrays:
-        missing = [k for k in NPZ_KEYS if k not in arrays]
-        if missing:
-            raise ValueError(f"{path} lacks arrays {missing}; an image .npz needs {NPZ_KEYS}")
-        tensors = [torch.from_numpy(arrays[k]) for k in NPZ_KEYS]
-    num_classes = int(max(tensors[1].max(), tensors[3].max())) + 1
+    """Images (N, C, H, W) uint8 with C 1 or 3, integer labels 0..C-1, the same classes in both splits."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [k for k in NPZ_KEYS if k not in arrays]
+            if missing:
+                raise ValueError(f"{path} lacks arrays {missing}; an image .npz needs {NPZ_KEYS}")
+            loaded = {k: arrays[k] for k in NPZ_KEYS}
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        if "lacks arrays" in str(error):
+            raise
+        raise ValueError(f"{path} is not a readable .npz ({type(error).__name__}: {error}); write it with "
+                         f"numpy.savez(path, train_x=..., train_y=..., test_x=..., test_y=...)") from error
+    for split in ("train", "test"):
+        _check_images(path, split, loaded[f"{split}_x"])
+        _check_labels(path, split, loaded[f"{split}_y"], len(loaded[f"{split}_x"]))
+    classes = np.unique(loaded["train_y"])
+    num_classes = len(classes)
+    if not np.array_equal(classes, np.arange(num_classes)):
+        raise ValueError(f"{path}: train_y must use every class 0..C-1, but its classes are {_short(classes)}")
+    extra = np.setdiff1d(np.unique(loaded["test_y"]), classes)
+    lacking = np.setdiff1d(classes, np.unique(loaded["test_y"]))
+    if len(extra) or len(lacking):
+        raise ValueError(f"{path}: train and test must have the same classes; test_y adds {_short(extra)} "
+                         f"and lacks {_short(lacking)} (train has 0..{num_classes - 1})")
+    tensors = [torch.from_numpy(np.ascontiguousarray(loaded[k])) for k in NPZ_KEYS]
     height = tensors[0].shape[-1]
     return ImageData(path.stem, *tensors, num_classes=num_classes, pad=max(1, height // 8), flip=True)
+
+
+def _short(values, most=10):
+    values = [int(v) for v in values]
+    return str(values if len(values) <= most else values[:most] + ["..."])
+
+
+def _check_images(path, split, x):
+    name = f"{path}: {split}_x"
+    if x.ndim == 3:
+        raise ValueError(f"{name} has shape {x.shape}: images need a channel axis, (N, C, H, W); for grey "
+                         f"images add it with x[:, None]")
+    if x.ndim != 4:
+        raise ValueError(f"{name} has shape {x.shape}; expected (N, C, H, W) with C = 1 or 3")
+    if not len(x):
+        raise ValueError(f"{name} is empty: both splits need images")
+    if x.dtype != np.uint8:
+        raise ValueError(f"{name} is {x.dtype}; expected uint8 pixels in 0..255")
+    if x.shape[1] not in (1, 3):
+        hint = (f"; it looks like (N, H, W, C): transpose with x.transpose(0, 3, 1, 2)"
+                if x.shape[3] in (1, 3) else "")
+        raise ValueError(f"{name} has shape {x.shape}: channels (1 or 3) must be on axis 1, (N, C, H, W){hint}")
+
+
+def _check_labels(path, split, y, count):
+    name = f"{path}: {split}_y"
+    if y.ndim != 1 or len(y) != count:
+        raise ValueError(f"{name} has shape {y.shape}; expected one label per image, ({count},)")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name} is {y.dtype}; labels must be integers 0..C-1 (convert whole-number labels "
+                         f"with y.astype(numpy.int64))")
+    if y.min() < 0:
+        raise ValueError(f"{name} has negative labels (min {int(y.min())}); labels must be 0..C-1")
 
 
 def _digits(test_size=360):

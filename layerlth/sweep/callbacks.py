@@ -1,10 +1,23 @@
 """Driver-side Tune callback: each finished or errored trial goes into the sweep's store at once,
-and the results table is rebuilt, so a killed sweep loses no finished trial."""
+and the results table is rebuilt, so a killed sweep loses no finished trial.
+
+A write that fails (a full disk, a lost mount) does not crash the driver: the failure is noted,
+`StopWhenStoreFails` stops the experiment, and the runner reports what was not stored. Tune pickles
+its callbacks with the experiment (a restored one gets copies), so failures are noted per process,
+by sweep directory.
+"""
 
 import json
 from pathlib import Path
 
 from ray import tune
+
+# {sweep directory: [(what could not be written, the error)]}, this process's failed writes
+FAILURES = {}
+
+
+def failures(root):
+    return FAILURES.setdefault(str(root), [])
 
 
 class StoreResults(tune.Callback):
@@ -14,9 +27,8 @@ class StoreResults(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         raw = (trial.last_result or {}).get("result_json")
         result = json.loads(raw) if raw else None
-        if result and not self.store.finished(result["trial_id"]):
-            self.store.save(result)
-            self.store.write_table()
+        if result:  # the trial stored it already; the driver's copy covers a worker that could not
+            self._write(result, lambda: self.store.finished(result["trial_id"]) or self.store.save(result))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         point = trial.config["point"]
@@ -24,5 +36,29 @@ class StoreResults(tune.Callback):
             return
         error_file = trial.error_file
         error = Path(error_file).read_text() if error_file and Path(error_file).is_file() else str(trial.get_error())
-        self.store.save({**point["trial"], "trial_id": point["id"], "status": "errored", "error": error})
-        self.store.write_table()
+        record = {**point["trial"], "trial_id": point["id"], "status": "errored", "error": error}
+        self._write(record, lambda: self.store.save(record))
+
+    def _write(self, record, save):
+        try:
+            save()
+        except OSError as error:
+            failures(self.store.root).append((f"record of trial {record['trial_id']} ({record['status']})", error))
+            return
+        try:
+            self.store.write_table()
+        except OSError as error:
+            failures(self.store.root).append(("results table", error))
+
+
+class StopWhenStoreFails(tune.Stopper):
+    """Stops every trial once the store could not write: going on would train for nothing."""
+
+    def __init__(self, root):
+        self.root = str(root)
+
+    def __call__(self, trial_id, result):
+        return False
+
+    def stop_all(self):
+        return bool(failures(self.root))

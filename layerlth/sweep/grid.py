@@ -9,6 +9,8 @@ of its list-valued fields into trial configs, all validated before anything runs
 
 Keys are `TrialConfig` fields (see `layerlth ticket --help`). A list expands; a tuple-valued field
 (rewind_epochs, checkpoint_epochs) takes a list as its value, and a list of lists to expand.
+Each value's type and range are checked (`layerlth.field_checks`); a key written twice in one
+mapping and an explicit null are errors rather than silently meaning something.
 """
 
 import itertools
@@ -19,16 +21,32 @@ import yaml
 
 from layerlth.config import TrialConfig
 from layerlth.data import DatasetUnavailable, load_dataset
+from layerlth.field_checks import is_tuple
 from layerlth.robustness import prepare_robustness
 from layerlth.trial import validate
 
 GRIDS = Path(__file__).resolve().parents[2] / "sweeps" / "grids"
-_TUPLES = {f.name for f in fields(TrialConfig) if f.type is tuple}
+_TUPLES = {f.name for f in fields(TrialConfig) if is_tuple(f)}
 _KNOWN = {f.name for f in fields(TrialConfig)}
+_RECIPE_OVERRIDES = ("epochs", "batch_size", "lr")
 
 
 class GridError(ValueError):
     """A grid that cannot run; the message names the entry."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def grid_path(name_or_path):
@@ -46,7 +64,7 @@ def grid_path(name_or_path):
 def load_grid(name_or_path):
     path = grid_path(name_or_path)
     try:
-        grid = yaml.safe_load(path.read_text())
+        grid = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
         raise GridError(f"{path}: not valid YAML: {error}") from error
     if not isinstance(grid, dict) or not isinstance(grid.get("studies"), list) or not grid["studies"]:
@@ -70,6 +88,11 @@ def _axes(entry, where):
         raise GridError(f"{where}: unknown fields {unknown}; allowed: {sorted(_KNOWN)}")
     axes = {}
     for key, value in entry.items():
+        if value is None or (isinstance(value, list) and None in value):
+            default = TrialConfig.__dataclass_fields__[key].default
+            recipe = " (the recipe's value)" if key in _RECIPE_OVERRIDES else ""
+            raise GridError(f"{where}: {key}: null is not a value; leave {key} out to use its default, "
+                            f"{default!r}{recipe}, or give a value")
         expands = isinstance(value, list) and (key not in _TUPLES or (value and isinstance(value[0], list)))
         axes[key] = value if expands else [value]
     return axes

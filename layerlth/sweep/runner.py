@@ -4,19 +4,20 @@ after-training tickets find their dense run stored and none is trained twice.
 Results live in `<storage>/<name>/`: `trials/<trial hash>/result.json` (the record that makes a
 relaunch skip a finished trial), `results.csv` / `results.parquet` (rebuilt as trials finish),
 `dense/` (the shared dense runs), `tune/` (Ray's experiments, which `--resume` restores) and
-`wandb/` (offline W&B runs).
+`wandb/` (offline W&B runs). One driver at a time holds the directory (`.driver.lock`).
 """
 
 import logging
 import os
 import time
-from dataclasses import replace
+import uuid
 from pathlib import Path
 
-from layerlth.config import DEFAULT_DENSE_DIR
+from layerlth.config import DEFAULT_DENSE_DIR, TrialConfig
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
-from layerlth.sweep.store import SweepStore
+from layerlth.sweep.driver_lock import DriverLock
+from layerlth.sweep.store import StoreFailed, SweepStore
 from layerlth.sweep.tracking import resolve_mode
 from layerlth.summary import summary as trial_summary
 
@@ -40,7 +41,10 @@ def prepare(entries, args, root):
             changes["device"] = "cpu"
         if args.country:
             changes["country"] = args.country
-        prepared.append((label, replace(config, **changes)))
+        try:  # the same checks as the grid's values (a bad --country is named here)
+            prepared.append((label, TrialConfig.from_dict(config.to_dict() | changes)))
+        except ValueError as error:
+            raise GridError(f"{label}: {error}") from error
     return prepared
 
 
@@ -81,9 +85,10 @@ def run_phase(phase, todo, args, root, store):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from layerlth.sweep.callbacks import StoreResults
+    from layerlth.sweep.callbacks import StopWhenStoreFails, StoreResults, failures
     from layerlth.sweep.tune_trial import trainable
 
+    failures(store.root).clear()
     tune_dir = Path(root) / "tune"
     latest = tune_dir / f"{phase}.latest"
     resources = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
@@ -93,10 +98,11 @@ def run_phase(phase, todo, args, root, store):
         print(f"[{phase}] resuming {path}")
         tuner = tune.Tuner.restore(str(path), trainable=resources, resume_errored=True)
         tuner.fit()
+        check_store(store)
         todo = [(label, c) for label, c in todo if not store.finished(c.hash())]
         if not todo:
             return
-    name = f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = experiment_name(phase)
     tune_dir.mkdir(parents=True, exist_ok=True)
     latest.write_text(name)
     sweep = {"name": args.name, "root": str(root), "checkpoint_every": args.checkpoint_every,
@@ -113,12 +119,31 @@ def run_phase(phase, todo, args, root, store):
         ),
         run_config=tune.RunConfig(
             name=name, storage_path=str(tune_dir), callbacks=callbacks, verbose=args.verbose,
+            stop=StopWhenStoreFails(store.root),
             progress_reporter=status_table(),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
     tuner.fit()
+    check_store(store)
+
+
+def experiment_name(phase):
+    """Unique, not just to the second: two experiments never share (and prune) a folder."""
+    return f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def check_store(store):
+    """Raise StoreFailed, naming what was not written, when the store could not write during the phase."""
+    from layerlth.sweep.callbacks import failures
+
+    failed = failures(store.root)
+    if failed:
+        lines = "\n".join(f"  {what}: {error}" for what, error in failed)
+        raise StoreFailed(f"the sweep stopped: writing to {store.root} failed\n{lines}\nEvery stored record is "
+                          f"intact; trials whose record is missing run again. Free the space (or fix the "
+                          f"mount), then relaunch with --resume.")
 
 
 def status_table():
@@ -140,12 +165,13 @@ def run(args):
         raise GridError(f"--storage {storage} is remote: also give --results-dir, a directory the driver writes")
     root = Path(args.results_dir or Path(storage) / args.name).resolve()
     entries = expand(grid)
+    check_data([c for _, c in entries if c.dataset.endswith(".npz")])  # cheap, and the dry run reads them
     if args.dry_run:
         print(f"grid {args.grid}: {len(entries)} trials")
         print(dry_run_table(entries, args.assumed_tflops))
         return 0
     check_resources(args)
-    check_data([c for _, c in entries])
+    check_data([c for _, c in entries if not c.dataset.endswith(".npz")])
     args.wandb_mode = resolve_mode(args.wandb)
     failing = failing_trials(grid)
     prepared = prepare(entries, args, root)
@@ -153,7 +179,12 @@ def run(args):
                       if old.hash() in failing}
     entries = prepared
     store = SweepStore(root)
-    print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")
+    with DriverLock(root):
+        print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")
+        return run_phases(entries, args, root, store)
+
+
+def run_phases(entries, args, root, store):
     start_ray(args)
     for phase, trials in phases(entries):
         todo = [(label, c) for label, c in trials if not store.finished(c.hash())]
@@ -183,6 +214,11 @@ def start_ray(args):
         ray.init(address=args.address)
         check_cluster(args)
     else:
+        # local workers import the driver's layerlth, not another one installed in the environment
+        import layerlth
+
+        source = str(Path(layerlth.__file__).resolve().parents[1])
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
         ray.init(num_cpus=args.num_cpus, include_dashboard=False)
 
 

@@ -1,13 +1,17 @@
 """Weights & Biases: one run per trial, grouped by sweep, tagged with what the trial is.
 
 Mode "auto" logs online when an API key is configured and offline otherwise (sync later with
-`wandb sync`). A network that does not answer costs at most INIT_TIMEOUT seconds: the run then
-falls back to offline, and says so.
+`wandb sync`). A network that does not answer costs at most INIT_TIMEOUT seconds (counted in the
+trial's wall_seconds): the run then falls back to offline, says so, and removes the folder of the
+online attempt, so only runs that hold data are left to sync.
 """
 
 import logging
 import netrc
 import os
+import shutil
+import uuid
+from pathlib import Path
 
 log = logging.getLogger("layerlth")
 INIT_TIMEOUT = 20
@@ -46,14 +50,23 @@ def start_run(config, group, mode, project, entity=None, directory=None):
                   tags=tags(config), config=config.to_dict(), dir=directory, reinit="create_new")
     if directory:
         os.makedirs(directory, exist_ok=True)
+    run_id = uuid.uuid4().hex[:8]  # names the attempt's folder, so a failed one can be removed
     try:
-        return wandb.init(mode=mode, settings=wandb.Settings(init_timeout=INIT_TIMEOUT, silent=True), **kwargs)
+        return wandb.init(mode=mode, id=run_id, settings=wandb.Settings(init_timeout=INIT_TIMEOUT, silent=True), **kwargs)
     except Exception as error:  # wandb raises CommError and others when the server is unreachable
         if mode != "online":
             raise
+        remove_run_folders(directory, run_id)
         log.warning("W&B did not answer within %ss (%s); logging this trial offline, sync it later "
                     "with `wandb sync`", INIT_TIMEOUT, str(error).splitlines()[0])
         return wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+
+
+def remove_run_folders(directory, run_id):
+    """Delete the folders W&B made for run `run_id` (an online attempt that never connected)."""
+    root = Path(directory or os.environ.get("WANDB_DIR") or ".") / "wandb"
+    for folder in root.glob(f"run-*-{run_id}"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def finish_run(run, result):

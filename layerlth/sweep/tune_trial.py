@@ -1,13 +1,16 @@
 """The Ray Tune trainable: `run_trial` plus per-epoch reports, checkpoints, resume and W&B.
 
 Every epoch is reported to Tune; every `checkpoint_every` epochs (and the last) the report carries
-a `tune.Checkpoint` with the model, optimizer state, epoch and history, so a retried or resumed
-trial continues from there. The final report carries the whole result row as JSON for the driver,
-which stores it.
+a `tune.Checkpoint` with the weights (a state_dict), a plain description of the ticket's
+architecture, the optimizer state, epoch and history, so a retried or resumed trial continues from
+there. Checkpoints load with `weights_only=True`: one planted in the storage cannot run code.
+A finished trial writes its own record into the sweep's store (atomically), then reports it as JSON
+to the driver, so a driver killed in between loses nothing.
 """
 
 import json
 import logging
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -16,23 +19,47 @@ import torch
 from ray import tune
 
 from layerlth.config import TrialConfig
+from layerlth.models.architecture import describe, rebuild
 from layerlth.sweep import tracking
 from layerlth.sweep.store import SweepStore
 from layerlth.trial import run_trial, training_recipe
 
 STATE = "state.pt"
+log = logging.getLogger("layerlth")
+
+
+class UnsafeCheckpoint(RuntimeError):
+    """A checkpoint holding more than tensors and plain data (or not a checkpoint at all)."""
+
+
+def checkpoint_state(state, config, attempts):
+    return {"state_dict": state.model.state_dict(), "architecture": describe(state.model, config.arch, config.shortcut),
+            "optimizer": state.optimizer.state_dict(), "epoch": state.epoch, "history": state.history,
+            "context": {**state.context, "attempts": attempts}}
+
+
+def load_state(path):
+    """The checkpoint at `path` as `run_trial`'s `resume`: the model rebuilt from its description."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = rebuild(state["architecture"])
+        model.load_state_dict(state["state_dict"])
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError) as error:
+        raise UnsafeCheckpoint(f"checkpoint {path} is not a layerlth checkpoint of tensors and plain data; "
+                               f"refusing to load it ({type(error).__name__}: {str(error).splitlines()[0]})") from error
+    return {**state, "model": model}
 
 
 def load_checkpoint(checkpoint):
     with checkpoint.as_directory() as directory:
-        return torch.load(Path(directory) / STATE, map_location="cpu", weights_only=False)
+        return load_state(Path(directory) / STATE)
 
 
 class Reporter:
     """Trial callback: metrics to Tune and W&B each epoch, a checkpoint every `every` epochs."""
 
-    def __init__(self, every, last_epoch, run, attempts):
-        self.every, self.last_epoch, self.run, self.attempts = every, last_epoch, run, attempts
+    def __init__(self, every, last_epoch, run, attempts, config):
+        self.every, self.last_epoch, self.run, self.attempts, self.config = every, last_epoch, run, attempts, config
 
     def __call__(self, state):
         if state.metrics is None:
@@ -44,9 +71,7 @@ class Reporter:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as directory:
-            context = {**state.context, "attempts": self.attempts}
-            torch.save({"model": state.model, "optimizer": state.optimizer.state_dict(), "epoch": state.epoch,
-                        "history": state.history, "context": context}, Path(directory) / STATE)
+            torch.save(checkpoint_state(state, self.config, self.attempts), Path(directory) / STATE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
@@ -63,7 +88,8 @@ def _test_failure(point, trial_dir):
 def trainable(params):
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
     point, sweep = params["point"], params["sweep"]
-    stored = SweepStore(sweep["root"]).result(point["id"])
+    store = SweepStore(sweep["root"])
+    stored = store.result(point["id"])
     if stored and stored.get("status") == "finished":
         # finished before the driver died, but after Ray's last snapshot: nothing to redo
         tune.report({"final_test_acc": stored["final_test_acc"], "result_json": json.dumps(stored)})
@@ -73,12 +99,17 @@ def trainable(params):
     checkpoint = tune.get_checkpoint()
     resume = load_checkpoint(checkpoint) if checkpoint else None
     attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
+    started = time.time()  # W&B's start (up to its timeout on a dead network) is part of the trial's time
     run = tracking.start_run(config, sweep["name"], sweep["wandb_mode"], sweep["wandb_project"],
                              sweep.get("wandb_entity"), str(Path(sweep["root"]) / "wandb"))
-    reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts)
-    started = time.time()
+    reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config)
     result = run_trial(config, callbacks=[reporter], resume=resume)
     result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "wall_seconds": time.time() - started,
                "wandb_run": run.dir if run is not None else None}
     tracking.finish_run(run, result)
-    tune.report({"final_test_acc": result["final_test_acc"], "result_json": json.dumps(result, default=str)})
+    result = json.loads(json.dumps(result, default=str))  # the record exactly as the driver will read it
+    try:
+        store.save(result)  # before reporting: a driver that dies now finds the trial stored
+    except OSError as error:  # e.g. a worker that does not see the driver's disk: the driver stores it
+        log.warning("could not store trial %s here (%s); the driver will", point["id"], error)
+    tune.report({"final_test_acc": result["final_test_acc"], "result_json": json.dumps(result)})

@@ -1,0 +1,129 @@
+"""Type and range of each config value, read from the dataclass: a grid or a JSON dict gets the same
+strictness as the command line, with an error naming the field, the value and what is allowed.
+
+The type comes from the field's annotation (`int`, `float`, `bool`, `str`, `int | None`, `tuple` or
+`tuple[str, ...]`; a bare `tuple` takes its items' type from the metadata's `type`, default str).
+Ranges come from the metadata (`min`, `max`, `choices`, or `check`: a function that raises
+ValueError) or, for the fields below, from RANGES; a field with neither is type-checked only.
+"""
+
+import re
+import types
+import typing
+from dataclasses import fields
+from functools import lru_cache
+
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+@lru_cache(maxsize=1)
+def countries():
+    """ISO 3166 alpha-3 codes codecarbon can price (its own energy-mix table)."""
+    from codecarbon.input import DataSource
+
+    return frozenset(DataSource().get_global_energy_mix_data())
+
+
+def check_country(code):
+    if code not in countries():
+        raise ValueError(f"codecarbon has no energy mix for it; allowed: an ISO 3166 alpha-3 code such as "
+                         f"USA, FRA, DEU (one of the {len(countries())} in codecarbon's table)")
+
+
+def check_device(name):
+    if not _DEVICE.fullmatch(name):
+        raise ValueError("unknown device; allowed: auto, cpu, cuda, cuda:N, mps")
+
+
+# ranges of the TrialConfig fields whose metadata does not carry them
+RANGES = {
+    "p": {"min": 0}, "rewind": {"min": 0}, "seed": {"min": 0}, "score_batches": {"min": 1},
+    "score_batch_size": {"min": 1}, "min_per_stage": {"min": 1}, "epochs": {"min": 1},
+    "batch_size": {"min": 1}, "lr": {"min": 0, "exclusive": True}, "train_subset": {"min": 1},
+    "gpu_share": {"min": 0, "max": 1, "exclusive": True}, "rewind_epochs": {"min": 0},
+    "checkpoint_epochs": {"min": 0}, "aggregate": {"choices": ("sum", "mean")},
+    "shortcut": {"choices": ("A", "B")}, "country": {"check": check_country}, "device": {"check": check_device},
+}
+
+
+def field_type(f):
+    """(scalar type, optional, is a tuple) of a dataclass field."""
+    kind = f.type
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        [inner] = [a for a in args if a is not type(None)]
+        return inner, True, False
+    if kind is tuple or typing.get_origin(kind) is tuple:
+        return (args[0] if args else f.metadata.get("type", str)), False, True
+    return kind, False, False
+
+
+def is_tuple(f):
+    return field_type(f)[2]
+
+
+def _typed(value, kind):
+    """`value` as `kind`, or None when it is not one (no coercion of strings, floats or bools)."""
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind in (bool, str) and isinstance(value, kind):
+        return value
+    return None
+
+
+def _allowed(kind, rules):
+    text = _NAMES.get(kind, kind.__name__)
+    if "choices" in rules:
+        return f"one of {list(rules['choices'])}"
+    if "min" in rules and "max" in rules:
+        return f"{text} in ({rules['min']}, {rules['max']}]" if rules.get("exclusive") else \
+            f"{text} in [{rules['min']}, {rules['max']}]"
+    if "min" in rules:
+        return f"{text} {'>' if rules.get('exclusive') else '>='} {rules['min']}"
+    return text
+
+
+def _in_range(value, rules):
+    low, high, open_low = rules.get("min"), rules.get("max"), rules.get("exclusive", False)
+    if low is not None and (value < low or (open_low and value == low)):
+        return False
+    if high is not None and value > high:
+        return False
+    return "choices" not in rules or value in rules["choices"]
+
+
+def check_value(f, value):
+    """`value` converted to the field's type (a list becomes a tuple); ValueError if it is not one."""
+    kind, optional, is_tuple_field = field_type(f)
+    rules = {**RANGES.get(f.name, {}), **{k: v for k, v in f.metadata.items() if k in ("min", "max", "choices", "check")}}
+    if value is None and (optional or f.default is None):
+        return None
+    if is_tuple_field:
+        items = [_typed(v, kind) for v in value] if isinstance(value, (list, tuple)) else None
+        if items is None or None in items or not all(_in_range(v, rules) for v in items):
+            raise ValueError(f"{f.name}={value!r}: expected a list (possibly empty), each item {_allowed(kind, rules)}")
+        for item in items:
+            _check(f, item, rules)
+        return tuple(items)
+    typed = _typed(value, kind)
+    if typed is None or not _in_range(typed, rules):
+        none = " or null" if optional else ""
+        raise ValueError(f"{f.name}={value!r}: expected {_allowed(kind, rules)}{none}")
+    _check(f, typed, rules)
+    return typed
+
+
+def _check(f, value, rules):
+    try:
+        rules.get("check", lambda v: None)(value)
+    except ValueError as error:
+        raise ValueError(f"{f.name}={value!r}: {error}") from error
+
+
+def check_values(cls, values):
+    """A copy of `values` with each known field checked and converted; unknown keys are left as they are."""
+    known = {f.name: f for f in fields(cls)}
+    return {k: check_value(known[k], v) if k in known else v for k, v in values.items()}

@@ -1,0 +1,41 @@
+"""A ticket's architecture as plain data, and the network rebuilt from it.
+
+Checkpoints hold this description next to a state_dict instead of a pickled module, so loading one
+needs only `torch.load(..., weights_only=True)`: tensors and plain containers, never code.
+"""
+
+import torch.nn as nn
+
+from layerlth.models import build_model
+from layerlth.models.blocks import PHYSICAL_ONLY, describe_blocks
+from layerlth.models.filters import prunable_convs, remove_filters
+
+
+def _filters(model):
+    try:
+        return prunable_convs(model)
+    except ValueError:  # no conv1/bn1/conv2 blocks (MobileNetV2): no filter tickets either
+        return {}
+
+
+def describe(model, arch, shortcut="B"):
+    """{arch, shortcut, num_classes, in_channels, removed blocks, filters of each narrowed conv1}."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    description = {"arch": arch, "shortcut": shortcut, "in_channels": convs[0].in_channels,
+                   "num_classes": linears[-1].out_features}
+    full = build_model(arch, description["num_classes"], description["in_channels"], shortcut)
+    kept = {info.name for info in describe_blocks(model, PHYSICAL_ONLY)}
+    description["removed"] = [info.name for info in describe_blocks(full, PHYSICAL_ONLY) if info.name not in kept]
+    widths = _filters(full)
+    description["filters"] = {name: n for name, n in _filters(model).items() if n != widths.get(name)}
+    return description
+
+
+def rebuild(description):
+    """A network of the described shape (its weights are to be loaded from a state_dict)."""
+    model = build_model(description["arch"], description["num_classes"], description["in_channels"],
+                        description["shortcut"], removed=description["removed"])
+    widths = _filters(model)
+    narrowed = {name: list(range(n, widths[name])) for name, n in description["filters"].items()}
+    return remove_filters(model, narrowed) if narrowed else model
