@@ -93,8 +93,8 @@ class TrialConfig:
             raise ValueError(f"unknown trial config keys {unknown}; allowed: {sorted(known)}")
         values = dict(values)
         for name in ("checkpoint_epochs", "rewind_epochs", "robustness"):
-            if name in values:  # a lone value (YAML `robustness: pgd`) is a one-item tuple
-                values[name] = (values[name],) if isinstance(values[name], (str, int)) else tuple(values[name])
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
 

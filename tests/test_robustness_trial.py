@@ -22,7 +22,8 @@ def test_the_cli_takes_the_robustness_list_and_attack_settings():
     args = parser().parse_args(["ticket", "--robustness", "cifar10c", "cifar102", "fgsm", "pgd", "--attack-eps", "0.01"])
     config = from_arguments(args)
     assert config.robustness == ("cifar10c", "cifar102", "fgsm", "pgd") and config.attack_eps == 0.01
-    assert TrialConfig.from_dict({"robustness": "pgd"}).robustness == ("pgd",)
+    with pytest.raises(ValueError, match="robustness='pgd': expected a list"):  # YAML `robustness: pgd`
+        TrialConfig.from_dict({"robustness": "pgd"})
 
 
 def test_robustness_changes_the_trial_name_but_not_the_dense_run():
