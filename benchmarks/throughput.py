@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training throughput of layerlth's loop against a plain PyTorch loop, side by side.
 
-  python benchmarks/throughput.py --quick      # resnet20/32/56, 3 repetitions of 6 steps (~3 min on 2 cores)
+  python benchmarks/throughput.py --quick      # resnet20/32/56, 3 repetitions of 5 steps (~4 min on 2 cores)
   python benchmarks/throughput.py              # 5 repetitions of 20 steps
 
 Both loops train the same model from the same initial weights on the same CIFAR images with the
@@ -10,9 +10,9 @@ horizontal flip, per-channel normalisation):
   plain     a torch DataLoader (2 workers, as in PyTorch's CIFAR tutorial) over PIL images with
             torchvision transforms, one step per batch;
   layerlth  layerlth.train.train on device-resident uint8 data, batches made by tensor ops.
-Each runs in fp32 and on the fast path this device supports (bf16 autocast + channels_last, see
-layerlth.fastpath; fp32 again where bf16 would be emulated). Only training steps are timed; every
-variant is warmed up first. The table gives images/s and, per repetition, the ratio to the plain
+layerlth runs in fp32, on its default fast path for this device (layerlth.fastpath: channels_last
+and/or bf16 autocast where they pay) and with bf16 autocast + channels_last forced on. Only training
+steps are timed; every variant is warmed up first. The table gives images/s and, per repetition, the ratio to the plain
 fp32 loop measured in the same repetition: median (min-max).
 """
 
@@ -78,7 +78,7 @@ def plain_variant(model, loader, steps, fast, device):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        float(loss)  # waits for the device
+        loss.item()  # waits for the device
         return steps * BATCH, time.perf_counter() - started
 
     return run
@@ -87,27 +87,24 @@ def plain_variant(model, loader, steps, fast, device):
 def measure(arch, data, loader, steps, repeats, device):
     torch.manual_seed(0)
     model = build_model(arch, data.num_classes, data.image_size[0]).to(device)
-    fp32, fast = fastpath.FastPath(amp=False, channels_last=False), fastpath.choose(device)
-    variants = {
-        "plain fp32": plain_variant(model, loader, steps, fp32, device),
-        "plain fast": plain_variant(model, loader, steps, fast, device),
-        "layerlth fp32": common.layerlth_steps(model, data, steps, fp32, BATCH),
-        "layerlth fast": common.layerlth_steps(model, data, steps, fast, BATCH),
-    }
+    paths = {"fp32": fastpath.FastPath(False, False), "fast": fastpath.choose(device),
+             "bf16": fastpath.FastPath(True, True)}
+    variants = {"plain fp32": plain_variant(model, loader, steps, paths["fp32"], device)}
+    variants |= {f"layerlth {name}": common.layerlth_steps(model, data, steps, path, BATCH) for name, path in paths.items()}
     common.alternate(variants, 1)  # warm-up: oneDNN and cuDNN pick their kernels on first use
     return common.alternate(variants, repeats)
 
 
 def main(argv=None):
-    p = common.parser(__doc__, "3 repetitions of 6 steps per variant (a few minutes on 2 CPU cores)")
+    p = common.parser(__doc__, "3 repetitions of 5 steps per variant (a few minutes on 2 CPU cores)")
     p.add_argument("--archs", nargs="+", default=["resnet20", "resnet32", "resnet56"])
-    p.add_argument("--steps", type=int, help="training steps per measurement (default: 6 quick, 20 full)")
+    p.add_argument("--steps", type=int, help="training steps per measurement (default: 5 quick, 20 full)")
     p.add_argument("--record", action="store_true",
                    help="store layerlth's fast-path images/s per arch for the sweep's --dry-run estimate "
                         "(layerlth/sweep/measured_throughput.json, under this machine's device kind)")
     args = p.parse_args(argv)
     repeats = common.positive("--repeats", args.repeats or (3 if args.quick else 5))
-    steps = common.positive("--steps", args.steps or (6 if args.quick else 20))
+    steps = common.positive("--steps", args.steps or (5 if args.quick else 20))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = load_dataset(args.data)
     loader = plain_loader(data, device)
@@ -115,18 +112,20 @@ def main(argv=None):
     print(f"# Training throughput, batch {BATCH}, {data.name} ({len(data.train_x)} images), {repeats} x {steps} steps")
     print(common.machine())
     fast = fastpath.choose(device)
-    headers = ["arch", "plain fp32 img/s", "plain fast img/s", "layerlth fp32 img/s", "layerlth fast img/s",
-               "layerlth fp32 / plain fp32", "plain fast / plain fp32", "**layerlth fast / plain fp32**"]
+    headers = ["arch", "plain fp32 img/s", "layerlth fp32 img/s", "layerlth default img/s", "layerlth bf16+CL img/s",
+               "layerlth fp32 / plain", "**layerlth default / plain**", "layerlth bf16+CL / plain"]
     rows, recorded = [], {}
     for arch in args.archs:
         rates = measure(arch, data, loader, steps, repeats, device)
         recorded[arch] = round(statistics.median(rates["layerlth fast"]), 1)
         rows.append([arch, *(f"{statistics.median(rates[n]):.0f}" for n in rates),
                      common.summary(common.ratios(rates, "layerlth fp32", "plain fp32")),
-                     common.summary(common.ratios(rates, "plain fast", "plain fp32")),
-                     f"**{common.summary(common.ratios(rates, 'layerlth fast', 'plain fp32'))}**"])
+                     f"**{common.summary(common.ratios(rates, 'layerlth fast', 'plain fp32'))}**",
+                     common.summary(common.ratios(rates, "layerlth bf16", "plain fp32"))])
         print(f"  {arch} done", flush=True)
-    print(f"\nfast = {fast.precision} + {fast.memory_format}; ratios: median (min-max) over {repeats} repetitions\n")
+    print(f"\ndefault = this device's fast path ({fast.precision} + {fast.memory_format}, layerlth.fastpath); "
+          f"bf16+CL = bf16 autocast + channels_last forced on; ratios to the plain fp32 loop: median (min-max) "
+          f"over {repeats} repetitions\n")
     print(common.table(headers, rows))
     if args.record:
         source = "benchmarks/throughput.py" + (" --quick" if args.quick else "")

@@ -1,17 +1,17 @@
-"""Which fast path a device gets: bf16 autocast and the channels_last memory format, only where the
-hardware computes bf16 natively.
+"""Which fast path a device gets: bf16 autocast and the channels_last memory format, each only where
+the hardware makes it pay.
 
-On a CPU without bf16 instructions oneDNN emulates bf16 with fp32 arithmetic plus conversions, which
-is slower than plain fp32; so the CPU fast path needs AVX512-BF16 or AMX-BF16 (x86) or the BF16
-extension (Arm), as reported by `torch.cpu.get_capabilities()` (cpuinfo), and oneDNN to use them.
+CUDA: bf16 where the GPU computes it natively (Ampere and later); channels_last always.
+CPU (oneDNN): bf16 autocast only with AMX-BF16 matrix units. Without them oneDNN either emulates
+bf16 in fp32 (AVX-512 alone) or runs AVX512-BF16 dot products whose gain the bf16<->fp32 conversions
+around every batch norm eat: training these ResNets measured slower than fp32 on such a CPU
+(benchmarks/README.md). channels_last needs AVX-512, where oneDNN's NHWC kernels are faster than
+NCHW even in fp32. Capabilities come from `torch.cpu.get_capabilities()` (cpuinfo).
 """
 
 from dataclasses import dataclass
 
 import torch
-
-# cpuinfo names of the instructions that do bf16 dot products in hardware
-NATIVE_BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16", "bf16", "sve_bf16")
 
 
 @dataclass(frozen=True)
@@ -32,26 +32,26 @@ class FastPath:
         return {"precision": self.precision, "memory_format": self.memory_format}
 
 
-def cpu_has_native_bf16():
+def _onednn():
+    return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+
+
+def cpu_bf16_pays():
+    """AMX-BF16 tiles: bf16 matrix units, the only CPU bf16 that trains these nets faster than fp32."""
     capabilities = torch.cpu.get_capabilities()
-    has_instructions = any(capabilities.get(name, False) for name in NATIVE_BF16_CPU_FEATURES)
-    return has_instructions and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    return bool(capabilities.get("amx_bf16") and capabilities.get("amx_tile")) and _onednn()
 
 
-def native_bf16(device):
-    """Whether `device` computes bf16 in hardware (not emulated)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
-        return cpu_has_native_bf16()
-    return False
+def cpu_channels_last_pays():
+    return bool(torch.cpu.get_capabilities().get("avx512_f")) and _onednn()
 
 
 def choose(device, amp=True, channels_last=True):
-    """The fast path for `device`: each part used when asked for and worth it there. On CUDA
-    channels_last always pays (tensor-core convolutions); on a CPU only together with native bf16."""
+    """The fast path for `device`: each part used when asked for and where it pays."""
     device = torch.device(device)
-    native = native_bf16(device)
-    layout_pays = device.type == "cuda" or native
-    return FastPath(amp=amp and native, channels_last=channels_last and layout_pays)
+    if device.type == "cuda":
+        return FastPath(amp=amp and torch.cuda.is_bf16_supported(including_emulation=False),
+                        channels_last=channels_last)
+    if device.type == "cpu":
+        return FastPath(amp=amp and cpu_bf16_pays(), channels_last=channels_last and cpu_channels_last_pays())
+    return FastPath(amp=False, channels_last=False)
