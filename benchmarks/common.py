@@ -48,10 +48,13 @@ def summary(values, digits=2):
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def layerlth_steps(model, data, steps, fast, batch=128):
+def layerlth_steps(model, data, steps, fast, batch=128, prepare=None):
     """A variant: `steps` training steps of a copy of `model` through layerlth's own loop
-    (`layerlth.train.train`, one short epoch), timed by the loop itself (evaluation excluded)."""
+    (`layerlth.train.train`, one short epoch), timed by the loop itself (evaluation excluded).
+    `prepare` wraps the copy (e.g. torch.compile)."""
     model = copy.deepcopy(model)
+    if prepare:
+        model = prepare(model)
     recipe = get_recipe("paper").scaled(epochs=1, batch_size=batch)
     optimizer = recipe.optimizer(model)
     subset = data.subset(train=steps * batch, test=batch)  # evaluation is not timed; keep it short

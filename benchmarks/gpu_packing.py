@@ -36,12 +36,10 @@ def worker(settings, barrier, results):
     torch.manual_seed(0)
     data = load_dataset(data_name).to("cuda")
     model = build_model(arch, data.num_classes, data.image_size[0]).cuda()
-    if compiled:
-        model = torch.compile(model)
-    run = common.layerlth_steps(model, data, steps, fast, BATCH)
+    run = common.layerlth_steps(model, data, steps, fast, BATCH, prepare=torch.compile if compiled else None)
     run()  # warm-up: cuDNN autotuning, compilation
     torch.cuda.reset_peak_memory_stats()
-    barrier.wait()
+    barrier.wait(timeout=900)  # a sibling that died breaks the barrier instead of hanging
     rates = [items / seconds for items, seconds in (run() for _ in range(repeats))]
     results.put((statistics.median(rates), torch.cuda.max_memory_allocated()))
 
@@ -53,11 +51,14 @@ def packed(k, settings):
     processes = [context.Process(target=worker, args=(settings, barrier, results)) for _ in range(k)]
     for process in processes:
         process.start()
-    measured = [results.get() for _ in processes]
-    for process in processes:
-        process.join()
-        if process.exitcode:
-            raise SystemExit(f"a packed trial failed with exit code {process.exitcode} ({k} at once, {settings})")
+    try:
+        measured = [results.get(timeout=1800) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+    failed = [p.exitcode for p in processes if p.exitcode]
+    if failed:
+        raise SystemExit(f"packed trials failed with exit codes {failed} ({k} at once, {settings})")
     return [rate for rate, _ in measured], max(memory for _, memory in measured)
 
 
