@@ -30,9 +30,11 @@ class EpochState:
 
 
 def autocast(device, amp):
-    """bf16 autocast on CUDA when asked; full precision elsewhere."""
-    if amp and torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA or CPU when asked (`layerlth.fastpath` decides where it pays);
+    full precision otherwise. Losses are computed on float logits either way."""
+    device_type = torch.device(device).type
+    if amp and device_type in ("cuda", "cpu"):
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return nullcontext()
 
 

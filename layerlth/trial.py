@@ -15,6 +15,7 @@ from layerlth.criteria import AGGREGATES, CRITERIA, check_criterion
 from layerlth.data import Batches, check_dataset, load_dataset
 from layerlth.dense_runs import DenseRun
 from layerlth.emissions import EmissionsMeter
+from layerlth.fastpath import choose as choose_fast_path
 from layerlth.measure import count_macs, count_params, training_step_bytes
 from layerlth.models import SHORTCUTS, build_model, check_arch, max_removable
 from layerlth.models.filters import prunable_convs
@@ -166,6 +167,7 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
     cuda = device.type == "cuda"
+    fast = choose_fast_path(device, config.amp, config.channels_last)
     sample = next(iter(Batches(data, recipe.batch_size, True, torch.Generator().manual_seed(0))))
     memory_estimate = training_step_bytes(model, *sample)
     if cuda:
@@ -177,8 +179,8 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     log.info("%s %s: p=%d, training epochs %d..%d on %s", config.arch, config.kind, config.p, first,
              recipe.epochs, device)
     with EmissionsMeter(config.country, config.emissions, config.gpu_share) as meter:
-        history = train(model, data, recipe, config.seed, first, callbacks=hooks, amp=config.amp and cuda,
-                        channels_last=config.channels_last and cuda, optimizer=optimizer,
+        history = train(model, data, recipe, config.seed, first, callbacks=hooks, amp=fast.amp,
+                        channels_last=fast.channels_last, optimizer=optimizer,
                         history=resume["history"] if resume else (), context=facts or {"start_epoch": 0})
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
     seconds = [h["epoch_seconds"] for h in history]
@@ -194,6 +196,6 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
         "memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else memory_estimate,
         "memory_method": "cuda_peak_allocated" if cuda else "estimate:weights+grads+momentum+saved_activations",
         "memory_estimate_bytes": memory_estimate,
-        "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        **fast.record(), "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
         **meter.result, "history": history,
     }

@@ -1,9 +1,14 @@
-"""What a sweep will cost before it runs: MACs x training images x epochs, and GPU-hours at an
-assumed sustained throughput."""
+"""What a sweep will cost before it runs: MACs x training images x epochs, turned into hours by the
+training throughput `benchmarks/throughput.py` measured per architecture and device kind
+(`measured_throughput.json` beside this file); an assumed TFLOP/s only where nothing was measured."""
 
+import json
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from layerlth.measure import count_macs
 from layerlth.models import build_model, removable_blocks, remove_blocks
@@ -15,6 +20,7 @@ SHAPES = {"cifar10": (50000, (3, 32, 32)), "cifar100": (50000, (3, 32, 32)), "di
           "synthetic": (512, (3, 32, 32))}
 # a training step is ~3 passes (forward, two backward) of 2 FLOPs per MAC
 FLOPS_PER_MAC_TRAINED = 6
+MEASURED = Path(__file__).with_name("measured_throughput.json")
 
 
 def dataset_shape(name):
@@ -27,6 +33,12 @@ def dataset_shape(name):
 def trial_cost(config):
     """(ticket MACs per image, training FLOPs). Blocks of one net cost about the same, so the
     ticket's MACs are estimated by removing the first p removable blocks."""
+    macs, images = trial_macs_and_images(config)
+    return macs, FLOPS_PER_MAC_TRAINED * macs * images
+
+
+def trial_macs_and_images(config):
+    """(ticket MACs per image, images the trial trains on: set size x epochs)."""
     images, shape = dataset_shape(config.dataset)
     if config.train_subset:
         images = min(images, config.train_subset)
@@ -34,24 +46,100 @@ def trial_cost(config):
     removable = removable_blocks(model, removal_rule(config))
     if config.p and config.kind != "dense":
         model = remove_blocks(model, removable[: config.p])
-    macs = count_macs(model, shape)
     recipe = training_recipe(config)
     epochs = recipe.epochs - (config.rewind if config.kind == "after_training" and not config.reinit else 0)
-    return macs, FLOPS_PER_MAC_TRAINED * macs * images * epochs
+    return count_macs(model, shape), images * epochs
 
 
-def dry_run_table(entries, tflops):
+def device_kind(device=None):
+    """Names a kind of device the way the measurements file does: the GPU's name, or the CPU's model
+    and core count (throughput on a CPU scales with its cores)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{_cpu_model()} x{os.cpu_count()}"
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measured_throughput(path=MEASURED):
+    """{device kind: {"images_per_second": {arch: img/s}, "source": ..., "date": ..., ...}}."""
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+
+
+class Throughput:
+    """Training MACs per second of each architecture on one kind of device, from measured images/s;
+    an architecture not measured borrows the rate of the measured one closest in MACs."""
+
+    def __init__(self, kind, entry):
+        self.kind, self.entry = kind, entry
+        self.rates = {arch: ips * count_macs(build_model(arch)) for arch, ips in entry["images_per_second"].items()}
+
+    def seconds(self, arch, macs, images):
+        return macs * images / self.rate(arch)[0]
+
+    def rate(self, arch):
+        """(MACs/s, the architecture it was measured on)."""
+        if arch in self.rates:
+            return self.rates[arch], arch
+        own = count_macs(build_model(arch))
+        nearest = min(self.rates, key=lambda a: abs(np.log(count_macs(build_model(a)) / own)))
+        return self.rates[nearest], nearest
+
+    def describe(self, archs):
+        measured = sorted(a for a in archs if a in self.rates)
+        borrowed = {a: self.rate(a)[1] for a in sorted(archs) if a not in self.rates}
+        e = self.entry
+        text = (f"{self.kind} at the training throughput measured by {e['source']} on {e['date']} "
+                f"({e['precision']} + {e['memory_format']}; measured for {', '.join(measured) or 'none of these'}")
+        if borrowed:
+            text += "; " + ", ".join(f"{a} at {b}'s MACs/s" for a, b in borrowed.items())
+        return text + ")"
+
+
+def dry_run_table(entries, tflops, kinds=None, path=MEASURED):
+    """The trials with their MACs and training FLOPs, then the sweep's hours on every device kind
+    with a measured throughput (or on `kinds`), and at the assumed TFLOP/s."""
     lines = [f"{'#':>4}  {'kind':<15}{'arch':<10}{'criterion':<10}{'p':>3}{'rewind':>7}{'seed':>5}{'epochs':>7}"
              f"{'MACs':>9}{'PFLOP':>9}"]
-    total = 0.0
+    costs = []
     for i, (label, config) in enumerate(entries, 1):
-        macs, flops = trial_cost(config)
-        total += flops
+        macs, images = trial_macs_and_images(config)
+        costs.append((config.arch, macs, images))
         rewind = config.rewind if config.kind == "after_training" else ""
         lines.append(f"{i:>4}  {config.kind:<15}{config.arch:<10}{config.criterion if config.p else '-':<10}"
                      f"{config.p:>3}{rewind!s:>7}{config.seed:>5}{training_recipe(config).epochs:>7}"
-                     f"{macs / 1e6:>8.1f}M{flops / 1e15:>9.2f}")
+                     f"{macs / 1e6:>8.1f}M{FLOPS_PER_MAC_TRAINED * macs * images / 1e15:>9.2f}")
+    total = sum(FLOPS_PER_MAC_TRAINED * macs * images for _, macs, images in costs)
+    lines.append(f"{len(entries)} trials, {total / 1e15:.1f} PFLOP of training, one trial at a time per device:")
+    measured = measured_throughput(path)
+    archs = {arch for arch, _, _ in costs}
+    for kind in kinds or measured:
+        if kind not in measured:
+            lines.append(f"  {kind}: no measured throughput (measured: {sorted(measured)})")
+            continue
+        rate = Throughput(kind, measured[kind])
+        hours = sum(rate.seconds(arch, macs, images) for arch, macs, images in costs) / 3600
+        lines.append(f"  about {hours:,.1f} hours on {rate.describe(archs)}")
     hours = total / (tflops * 1e12) / 3600
-    lines.append(f"{len(entries)} trials, {total / 1e15:.1f} PFLOP of training: about {hours:.1f} GPU-hours "
-                 f"at an assumed {tflops:g} TFLOP/s sustained (set with --assumed-tflops)")
+    lines.append(f"  about {hours:.1f} GPU-hours at an assumed {tflops:g} TFLOP/s sustained (not measured; "
+                 f"set with --assumed-tflops)")
     return "\n".join(lines)
+
+
+def record_throughput(kind, images_per_second, source, precision, memory_format, date, path=MEASURED):
+    """Add or replace one device kind's measured images/s per architecture."""
+    from layerlth.checkpoints import write_json_atomic
+
+    measured = measured_throughput(path)
+    measured[kind] = {"images_per_second": images_per_second, "source": source, "date": date,
+                      "precision": precision, "memory_format": memory_format}
+    write_json_atomic(dict(sorted(measured.items())), path)

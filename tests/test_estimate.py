@@ -1,0 +1,55 @@
+import pytest
+
+from layerlth import TrialConfig, build_model, count_macs
+from layerlth.sweep import estimate
+
+KIND = "cpu:Test CPU x2"
+
+
+def entries():
+    base = dict(dataset="digits", recipe="he2016", epochs=2)
+    return [("dense", TrialConfig(kind="dense", arch="resnet20", **base)),
+            ("ticket", TrialConfig(kind="at_init", arch="resnet32", criterion="grasp", p=2, **base))]
+
+
+def test_dry_run_hours_come_from_the_measured_throughput(tmp_path):
+    path = tmp_path / "measured.json"
+    estimate.record_throughput(KIND, {"resnet20": 500.0}, "benchmarks/throughput.py --quick", "bf16-autocast",
+                               "channels_last", "2026-01-02", path=path)
+    table = estimate.dry_run_table(entries(), tflops=4, path=path)
+    # the measured rate is MACs/s of resnet20's training; resnet32 borrows it and is scaled by its own MACs
+    rate = 500.0 * count_macs(build_model("resnet20"))
+    seconds = sum(macs * images for macs, images in map(estimate.trial_macs_and_images, [c for _, c in entries()]))
+    hours = seconds / rate / 3600
+    assert f"about {hours:,.1f} hours on {KIND}" in table
+    assert "benchmarks/throughput.py --quick on 2026-01-02" in table and "resnet32 at resnet20's MACs/s" in table
+    assert "assumed 4 TFLOP/s" in table and "not measured" in table
+
+
+def test_a_kind_without_measurements_says_so(tmp_path):
+    table = estimate.dry_run_table(entries(), tflops=2, kinds=["cuda:NVIDIA H100"], path=tmp_path / "none.json")
+    assert "cuda:NVIDIA H100: no measured throughput (measured: [])" in table
+    assert "GPU-hours at an assumed 2 TFLOP/s" in table
+
+
+def test_recording_keeps_other_kinds(tmp_path):
+    path = tmp_path / "measured.json"
+    for kind, rate in ((KIND, 1.0), ("cuda:GPU", 2.0), (KIND, 3.0)):
+        estimate.record_throughput(kind, {"resnet56": rate}, "src", "fp32", "contiguous", "2026-01-02", path=path)
+    measured = estimate.measured_throughput(path)
+    assert {k: v["images_per_second"]["resnet56"] for k, v in measured.items()} == {KIND: 3.0, "cuda:GPU": 2.0}
+
+
+def test_shipped_measurements_name_their_source():
+    measured = estimate.measured_throughput()
+    assert measured, "layerlth/sweep/measured_throughput.json is missing"
+    for kind, entry in measured.items():
+        assert kind.split(":")[0] in ("cpu", "cuda") and entry["source"].startswith("benchmarks/")
+        assert all(rate > 0 for rate in entry["images_per_second"].values())
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "resnet56"])
+def test_trial_cost_is_six_flops_per_mac_and_image(arch):
+    config = TrialConfig(kind="dense", arch=arch, dataset="digits", recipe="he2016", epochs=3)
+    macs, flops = estimate.trial_cost(config)
+    assert flops == 6 * macs * 1437 * 3
