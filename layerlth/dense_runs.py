@@ -2,15 +2,20 @@
 start from the same trained dense net and its saved weights, never from a retraining.
 
 A run lives in `<dense_dir>/<dense key>/`: `weights_epoch{e}.pt` for the rewind epochs and the last
-epoch, then `result.json`, written last, which marks the run complete. A file lock makes concurrent
-trials that need the same run wait for one training instead of each doing their own.
+epoch, then `result.json`, written last, which marks the run complete. `dense_dir` is a local path
+or an object store URI (`layerlth.storage`). On a local path a file lock makes concurrent trials
+that need the same run wait for one training instead of each doing their own; across the nodes of
+a sweep the driver lets one trial at a time own a dense run (`layerlth.sweep.scheduler`).
 """
 
-import json
+import contextlib
+import io
 from pathlib import Path
 
 import torch
 from filelock import FileLock
+
+from layerlth.storage import Storage
 
 
 def default_rewind_epochs(epochs):
@@ -22,30 +27,49 @@ class DenseRun:
     def __init__(self, config, epochs):
         self.epochs = epochs
         self.rewind_epochs = tuple(config.rewind_epochs) or default_rewind_epochs(epochs)
-        self.directory = Path(config.dense_dir) / config.dense_key()
+        self.storage = Storage(config.dense_dir).child(config.dense_key())
+        self.directory = self.storage.location
 
     @property
     def saved_epochs(self):
         return tuple(sorted({*self.rewind_epochs, self.epochs}))
 
+    @staticmethod
+    def weights_name(epoch):
+        return f"weights_epoch{epoch}.pt"
+
     def weights_path(self, epoch):
-        return self.directory / f"weights_epoch{epoch}.pt"
+        return self.storage.path(self.weights_name(epoch))
 
     @property
     def result_path(self):
-        return self.directory / "result.json"
+        return self.storage.path("result.json")
 
     def complete(self):
-        return self.result_path.is_file()
+        return self.storage.exists("result.json")
 
     def result(self):
-        return json.loads(self.result_path.read_text())
+        return self.storage.read_json("result.json")
+
+    def save_result(self, result):
+        self.storage.write_json("result.json", result)
+
+    def save_weights(self, state):
+        """Training callback: the weights after each of `saved_epochs` (0 = before training)."""
+        if state.epoch in self.saved_epochs:
+            buffer = io.BytesIO()
+            torch.save(state.model.state_dict(), buffer)
+            self.storage.write_bytes(self.weights_name(state.epoch), buffer.getvalue())
 
     def weights(self, epoch, device="cpu"):
         if epoch not in self.saved_epochs:
             raise ValueError(f"dense run {self.directory} keeps weights of epochs {self.saved_epochs}, not {epoch}")
-        return torch.load(self.weights_path(epoch), map_location=device)
+        return torch.load(io.BytesIO(self.storage.read_bytes(self.weights_name(epoch))), map_location=device)
 
     def lock(self):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.directory / ".lock"))
+        """A file lock on local storage; none on an object store, where the sweep's driver
+        decides the one trial that trains each dense run."""
+        if not self.storage.local:
+            return contextlib.nullcontext()
+        Path(self.directory).mkdir(parents=True, exist_ok=True)
+        return FileLock(str(Path(self.directory) / ".lock"))

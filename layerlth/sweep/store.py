@@ -1,13 +1,13 @@
 """A sweep's results, independent of Ray's state: one result.json per trial under the hash of its
-config, and the results table (CSV and Parquet) rebuilt from them, every file written atomically."""
+config, and the results table (CSV and Parquet) rebuilt from them, every file written atomically
+to the sweep's storage (a local directory or an object store URI, `layerlth.storage`)."""
 
 import io
 import json
-from pathlib import Path
 
 import pandas as pd
 
-from layerlth.checkpoints import write_atomic, write_json_atomic
+from layerlth.storage import Storage
 
 # nested values become JSON strings in the table; per-epoch curves stay in result.json only
 _LEFT_OUT = ("history",)
@@ -15,24 +15,26 @@ _LEFT_OUT = ("history",)
 
 class SweepStore:
     def __init__(self, root):
-        self.root = Path(root)
+        self.storage = root if isinstance(root, Storage) else Storage(root)
+        self.root = self.storage.location
 
-    def trial_dir(self, trial_id):
-        return self.root / "trials" / trial_id
+    @staticmethod
+    def result_name(trial_id):
+        return f"trials/{trial_id}/result.json"
 
     def result(self, trial_id):
-        path = self.trial_dir(trial_id) / "result.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        name = self.result_name(trial_id)
+        return self.storage.read_json(name) if self.storage.exists(name) else None
 
     def finished(self, trial_id):
         result = self.result(trial_id)
         return bool(result) and result.get("status") == "finished"
 
     def save(self, result):
-        write_json_atomic(result, self.trial_dir(result["trial_id"]) / "result.json")
+        self.storage.write_json(self.result_name(result["trial_id"]), result)
 
     def rows(self):
-        return [json.loads(p.read_text()) for p in sorted((self.root / "trials").glob("*/result.json"))]
+        return [self.storage.read_json(name) for name in self.storage.glob("trials/*/result.json")]
 
     def table(self):
         rows = [{k: _cell(v) for k, v in row.items() if k not in _LEFT_OUT} for row in self.rows()]
@@ -40,14 +42,14 @@ class SweepStore:
 
     @property
     def csv_path(self):
-        return self.root / "results.csv"
+        return self.storage.path("results.csv")
 
     def write_table(self):
         frame = self.table()
-        write_atomic(self.csv_path, lambda handle: handle.write(frame.to_csv(index=False).encode()))
+        self.storage.write_bytes("results.csv", frame.to_csv(index=False).encode())
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        write_atomic(self.root / "results.parquet", lambda handle: handle.write(buffer.getvalue()))
+        self.storage.write_bytes("results.parquet", buffer.getvalue())
         return frame
 
 
