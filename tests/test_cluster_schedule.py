@@ -20,6 +20,10 @@ def entries(dense_dir="unused"):
     return [(c.kind + ("" if c.is_dense else f"-{c.criterion}"), c) for c in configs]
 
 
+def by_label(job_list, hours):
+    return {job.label: hour for job, hour in zip(job_list, hours)}
+
+
 def hours_by_kind(config):  # dense 10 h, after-training tickets 5 h, the rest 10 h
     return 3600 * (5 if config.kind == "after_training" else 10)
 
@@ -28,10 +32,11 @@ def test_no_barrier_starts_at_init_tickets_beside_the_dense_run():
     job_list = jobs(entries())
     assert [j.label for j in job_list] == ["dense", "after_training-kl", "at_init-snip", "at_init-grasp"]
     free = simulate(job_list, 2, hours_by_kind)
-    assert free.starts == {"dense": 0, "at_init-snip": 0, "after_training-kl": 10, "at_init-grasp": 10}
+    assert by_label(job_list, free.starts) == {"dense": 0, "at_init-snip": 0, "after_training-kl": 10, "at_init-grasp": 10}
     assert free.hours == 20 and free.busy == pytest.approx(35 / 40)
     phased = simulate(job_list, 2, hours_by_kind, barrier=True)  # a slot idles while the dense run trains
-    assert phased.starts == {"dense": 0, "after_training-kl": 10, "at_init-snip": 10, "at_init-grasp": 15}
+    assert by_label(job_list, phased.starts) == {"dense": 0, "after_training-kl": 10, "at_init-snip": 10,
+                                                  "at_init-grasp": 15}
     assert phased.hours == 25
 
 
@@ -42,9 +47,10 @@ def test_tickets_without_a_dense_trial_get_one_and_one_owner_per_dense_run():
     assert [j.label for j in job_list] == ["a", "b", "dense run for after_training-kl", "after_training-kl"]
     assert job_list[2].config.kind == "dense" and job_list[2].owns == ticket[1].dense_key() == job_list[3].needs
     schedule = simulate(job_list, 4, hours_by_kind)
-    assert schedule.starts["b"] == schedule.ends["a"] == 10  # same dense run: never trained twice at once
-    assert schedule.ends["b"] == 10  # ... and the second one reads the stored run
-    assert schedule.starts["after_training-kl"] == 10 and schedule.hours == 15
+    starts, ends = by_label(job_list, schedule.starts), by_label(job_list, schedule.ends)
+    assert starts["b"] == ends["a"] == 10  # same dense run: never trained twice at once
+    assert ends["b"] == 10  # ... and the second one reads the stored run
+    assert starts["after_training-kl"] == 10 and schedule.hours == 15
 
 
 @pytest.mark.parametrize("slots", [8, 32])
@@ -57,13 +63,15 @@ def test_paper_grid_schedule(slots):
         duration(j.config) for j in job_list if j.needs) / 3600
     assert free.hours >= max(total / slots, longest_chain) - 1e-9
     assert free.hours < phased.hours and free.busy > phased.busy
-    owners = {j.owns: j.label for j in job_list if j.owns}
-    last_dense = max(free.ends[label] for label in owners.values())
-    for job in job_list:
+    owners = {j.owns: i for i, j in enumerate(job_list) if j.owns}
+    assert len(owners) == 6
+    last_dense = max(phased.ends[i] for i in owners.values())
+    for i, job in enumerate(job_list):
         if job.needs:  # every after-training ticket starts after its own dense run ends
-            assert free.starts[job.label] >= free.ends[owners[job.needs]]
-            assert phased.starts[job.label] >= last_dense
-    assert min(free.starts[j.label] for j in job_list if not j.owns and not j.needs) == 0  # at once
+            assert free.starts[i] >= free.ends[owners[job.needs]]
+            assert phased.starts[i] >= last_dense
+    others = [free.starts[i] for i, j in enumerate(job_list) if not j.owns and not j.needs]
+    assert others.count(0) == slots - len(owners)  # at-init and filter tickets fill the free slots at once
     table = schedule_table(expand(load_grid("paper")), [slots], duration)
     assert f"{phased.hours:.1f} h" in table and f"{free.hours:.1f} h" in table
 
@@ -96,7 +104,7 @@ def test_searcher_releases_a_ticket_when_its_dense_run_is_stored(tmp_path):
     gate.save(str(saved))
     again = DenseRunGate(job_list, [])
     again.restore(str(saved))
-    assert again.running == {"t3": 2, "t4": 1} and again.stored == {dense.dense_key()}
+    assert again.running == {"t3": 3, "t4": 1} and again.stored == {dense.dense_key()}
 
 
 def test_searcher_drops_tickets_whose_dense_trial_errored(tmp_path):

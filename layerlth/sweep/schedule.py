@@ -59,8 +59,8 @@ class Schedule:
     hours: float  # from the first start to the last end
     busy: float  # share of the slot-hours spent training
     waves: float  # hours / the median trial's hours
-    starts: dict  # job label -> start hour
-    ends: dict  # job label -> end hour
+    starts: list  # start hour of each job, in the order given
+    ends: list  # end hour of each job
 
 
 def simulate(job_list, slots, duration, barrier=False):
@@ -70,7 +70,8 @@ def simulate(job_list, slots, duration, barrier=False):
         raise ValueError(f"slots must be >= 1, got {slots}")
     seconds = [0.0 if _reuses(job, job_list[:i]) else float(duration(job.config)) for i, job in enumerate(job_list)]
     pending = list(range(len(job_list)))
-    running, stored, in_flight, starts, ends = [], set(), set(), {}, {}
+    running, stored, in_flight = [], set(), set()
+    starts, ends = [0.0] * len(job_list), [0.0] * len(job_list)
     owners_left = sum(1 for job in job_list if job.owns)
     now = 0.0
     while pending or running:
@@ -81,7 +82,7 @@ def simulate(job_list, slots, duration, barrier=False):
             if (barrier and not job.owns and owners_left) or not ready(job, stored, in_flight):
                 continue
             pending.remove(i)
-            starts[job.label] = now / 3600
+            starts[i] = now / 3600
             heapq.heappush(running, (now + seconds[i], i))
             if job.owns:
                 in_flight.add(job.owns)
@@ -89,7 +90,7 @@ def simulate(job_list, slots, duration, barrier=False):
             raise ValueError(f"{len(pending)} trials wait for dense runs no trial trains, e.g. {job_list[pending[0]].label}")
         now, i = heapq.heappop(running)
         job = job_list[i]
-        ends[job.label] = now / 3600
+        ends[i] = now / 3600
         if job.owns:
             in_flight.discard(job.owns)
             stored.add(job.owns)
