@@ -1,6 +1,8 @@
 """The schedule without a phase barrier: what each trial waits for, the simulation on N slots, and
 the Tune searcher that hands trials out in that order."""
 
+from pathlib import Path
+
 import pytest
 
 from layerlth.config import TrialConfig
@@ -53,10 +55,14 @@ def test_tickets_without_a_dense_trial_get_one_and_one_owner_per_dense_run():
     assert starts["after_training-kl"] == 10 and schedule.hours == 15
 
 
+@pytest.fixture(scope="module")
+def paper():
+    return jobs(expand(load_grid("paper"))), flops_duration(4.0)  # the estimate is cached per config
+
+
 @pytest.mark.parametrize("slots", [8, 32])
-def test_paper_grid_schedule(slots):
-    job_list = jobs(expand(load_grid("paper")))
-    duration = flops_duration(4.0)
+def test_paper_grid_schedule(slots, paper):
+    job_list, duration = paper
     free, phased = simulate(job_list, slots, duration), simulate(job_list, slots, duration, barrier=True)
     total = sum(duration(j.config) for j in job_list) / 3600
     longest_chain = max(duration(j.config) for j in job_list if j.owns) / 3600 + max(
@@ -118,3 +124,18 @@ def test_searcher_drops_tickets_whose_dense_trial_errored(tmp_path):
     assert gate.suggest("t2") is None
     gate.on_trial_complete("t1", error=True)
     assert gate.suggest("t2") == Searcher.FINISHED  # the driver records the ticket as not run
+
+
+def test_dry_run_prints_the_schedule_on_n_slots(capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
+    import run as sweep_cli
+
+    assert sweep_cli.main(["--grid", "demo", "--dry-run", "--slots", "2", "4"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("schedule of 8 trials")))
+    assert [line.split()[0] for line in lines[header + 2:header + 4]] == ["2", "4"]
+    assert sweep_cli.main(["--grid", "demo", "--dry-run", "--slots", "0"]) == 2
+    assert "slots must be >= 1, got 0" in capsys.readouterr().err

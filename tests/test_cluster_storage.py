@@ -26,7 +26,7 @@ def storage(request, tmp_path, monkeypatch):
         return Storage(tmp_path / "store")
     for name, value in request.getfixturevalue("s3_env").items():
         monkeypatch.setenv(name, value)
-    return Storage(f"s3://layerlth/{request.node.name}")
+    return Storage(f"s3://layerlth/{request.node.originalname}")
 
 
 def test_files_round_trip_list_and_delete(storage):
@@ -68,6 +68,7 @@ def test_sweep_store_on_storage(storage):
     assert store.csv_path == storage.path("results.csv")
 
 
+@pytest.mark.slow
 def test_algorithm1_ticket_reads_its_dense_run_from_the_bucket(s3_env, monkeypatch):
     for name, value in s3_env.items():
         monkeypatch.setenv(name, value)
