@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,6 +148,8 @@ def test_two_node_sweep_on_s3_survives_a_dead_worker_and_a_dead_driver(tmp_path)
                 driver.wait()
             kill_node(worker_tmp, worker.pid if worker else None)
             kill_node(head_tmp)
+            for directory in (head_tmp, worker_tmp):
+                shutil.rmtree(directory, ignore_errors=True)
 
         rows = {r["trial_id"]: r for r in (bucket.read_json(n) for n in bucket.glob("trials/*/result.json"))}
         table = pd.read_csv(io.BytesIO(bucket.read_bytes("results.csv")))
