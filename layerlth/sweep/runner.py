@@ -171,7 +171,7 @@ def start_ray(args):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     quiet = {
         "RAY_AIR_NEW_OUTPUT": "0",  # the concise table of status_table()
-        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # run_phase adds the JSON/CSV loggers, not TensorBoard
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # run_sweep adds the JSON/CSV loggers, not TensorBoard
         "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # small trials checkpoint often
     }
     for name, value in quiet.items():
