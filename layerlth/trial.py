@@ -117,10 +117,9 @@ def dense_result(config, data, device, callbacks=(), resume=None):
         if not reused:
             initial = initial_dense(config, data, device)
             model = resume["model"].to(device) if resume else initial
-            saver = SaveWeights(run.saved_epochs, run.directory)
             measured = train_and_measure(model, initial, config.dense_config(), data, device, 0,
-                                         [saver, *callbacks], resume)
-            write_json_atomic(measured, run.result_path)
+                                         [run.save_weights, *callbacks], resume)
+            run.save_result(measured)
         stored = run.result()
     return {**stored, **config.to_dict(), "trial_id": config.hash(), "removed": [], "scores": {},
             "dense_run": str(run.directory), "dense_reused": reused}

@@ -1,17 +1,19 @@
 #!/usr/bin/env python
 """Run a layerlth study as a Ray Tune sweep.
 
-  python sweeps/run.py --grid paper --dry-run       # the paper's trials and what they cost
+  python sweeps/run.py --grid paper --dry-run --slots 8 32   # the trials, their cost, hours on N slots
   python sweeps/run.py --grid demo                  # a few-minute miniature, offline, on a CPU
   python sweeps/run.py --grid my_study.yaml --gpus-per-trial 0.25 --address auto
   python sweeps/run.py --grid paper --resume        # pick up a killed sweep
 
 A grid (sweeps/grids/*.yaml or your own file) lists trials as defaults plus studies whose list
 values expand as a cartesian product; every key is a trial option (`layerlth ticket --help`).
-Everything is validated before Ray starts. Dense runs go first, tickets second; after-training
-tickets share their dense run's stored checkpoints. Each finished trial is stored under the hash
-of its config in <storage>/<name>/trials/, so a relaunch (with or without --resume) reuses it.
-Results: <storage>/<name>/results.csv and results.parquet, one row per trial.
+Everything is validated before Ray starts. Dense, at-init and filter trials start at once; an
+after-training ticket starts when its dense run is stored, and reads its saved weights from there.
+Each finished trial is stored under the hash of its config in <storage>/<name>/trials/, so a
+relaunch (with or without --resume) reuses it. Results: <storage>/<name>/results.csv and
+results.parquet, one row per trial. <storage> may be an object store (s3://bucket/path) that
+every node of a cluster reaches; nothing else needs to be shared.
 """
 
 import argparse
@@ -37,14 +39,14 @@ def parser():
     p.add_argument("--assumed-tflops", type=float, default=4.0,
                    help="sustained training TFLOP/s per GPU for the --dry-run estimate (default 4, "
                         "an A100-class GPU on small CIFAR ResNets)")
+    p.add_argument("--slots", type=int, nargs="+", default=[], metavar="N",
+                   help="with --dry-run: simulate the sweep on N trial slots, with and without a phase barrier")
     g = p.add_argument_group("Ray")
     g.add_argument("--address", help="Ray cluster to join (e.g. auto, or ray://host:10001); default: local Ray")
-    g.add_argument("--storage", help=f"experiment storage: a directory or a pyarrow URI such as s3://bucket/path "
-                                     f"(default: {DEFAULT_STORAGE} in this directory, ignored by git)")
-    g.add_argument("--results-dir", help="where the driver writes trials/ and results.csv (default: <storage>/<name>; "
-                                         "required when --storage is a URI)")
-    g.add_argument("--dense-dir", help="shared dense runs (default <results-dir>/dense; on a multi-node cluster "
-                                       "a path every node sees)")
+    g.add_argument("--storage", help=f"storage every node reaches: a directory or a pyarrow URI such as "
+                                     f"s3://bucket/path (default: {DEFAULT_STORAGE} in this directory, ignored by git)")
+    g.add_argument("--results-dir", help="the sweep's folder, a directory or URI (default: <storage>/<name>)")
+    g.add_argument("--dense-dir", help="shared dense runs, a directory or URI (default <results-dir>/dense)")
     g.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial holds (default 1)")
     g.add_argument("--gpus-per-trial", type=float, default=0,
                    help="GPUs each trial holds; a fraction lets several small nets share one GPU (default 0)")

@@ -220,7 +220,7 @@ def test_checkpoint_rebuilds_the_tickets_architecture(tmp_path, kind):
 def test_corrupt_record_is_named_set_aside_and_rerun(tmp_path, caplog):
     store = SweepStore(tmp_path)
     store.save({"trial_id": "good", "status": "finished", "final_test_acc": 0.5})
-    bad = store.trial_dir("bad") / "result.json"
+    bad = Path(store.storage.path(store.result_name("bad")))
     bad.parent.mkdir(parents=True)
     bad.write_text('{"trial_id": "bad", "status": "fini')  # cut off mid-write
     with caplog.at_level(logging.WARNING, logger="layerlth"):

@@ -1,12 +1,15 @@
-"""Runs a grid on Ray Tune in two phases: the dense runs first, then every ticket, so that
-after-training tickets find their dense run stored and none is trained twice.
+"""Runs a grid on Ray Tune without a phase barrier: dense, at-init and filter trials start at once,
+and each after-training ticket as soon as its own dense run is stored (`scheduler.DenseRunGate`),
+so that none is trained twice and no slot waits for a dense run it does not read.
 
-Results live in `<storage>/<name>/`: `trials/<trial hash>/result.json` (the record that makes a
-relaunch skip a finished trial), `results.csv` / `results.parquet` (rebuilt as trials finish),
-`dense/` (the shared dense runs), `tune/` (Ray's experiments, which `--resume` restores) and
-`wandb/` (offline W&B runs). One driver at a time holds the directory (`.driver.lock`).
+Results live in `<storage>/<name>/`, a local directory or an object store URI that every node
+reaches: `trials/<trial hash>/result.json` (the record that makes a relaunch skip a finished
+trial), `results.csv` / `results.parquet` (rebuilt as trials finish), `dense/` (the shared dense
+runs), `tune/` (Ray's experiments, which `--resume` restores) and, on local storage, `wandb/`
+(offline W&B runs). One driver at a time holds a local sweep directory (`.driver.lock`).
 """
 
+import contextlib
 import logging
 import os
 import time
@@ -14,19 +17,17 @@ import uuid
 from pathlib import Path
 
 from layerlth.config import DEFAULT_DENSE_DIR, TrialConfig
+from layerlth.storage import Storage, is_uri
+from layerlth.sweep.driver_lock import DriverLock
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
-from layerlth.sweep.driver_lock import DriverLock
+from layerlth.sweep.schedule import flops_duration, jobs, schedule_table
 from layerlth.sweep.store import StoreFailed, SweepStore
 from layerlth.sweep.tracking import resolve_mode
 from layerlth.summary import summary as trial_summary
 
 log = logging.getLogger("layerlth")
 DEFAULT_STORAGE = "results/sweeps"
-
-
-def is_uri(path):
-    return "://" in str(path)
 
 
 def prepare(entries, args, root):
@@ -36,7 +37,7 @@ def prepare(entries, args, root):
     for label, config in entries:
         changes = {"gpu_share": share}
         if config.dense_dir == DEFAULT_DENSE_DIR:
-            changes["dense_dir"] = str(args.dense_dir or Path(root) / "dense")
+            changes["dense_dir"] = (Storage(args.dense_dir) if args.dense_dir else root.child("dense")).location
         if config.device == "auto" and not args.gpus_per_trial:
             changes["device"] = "cpu"
         if args.country:
@@ -46,18 +47,6 @@ def prepare(entries, args, root):
         except ValueError as error:
             raise GridError(f"{label}: {error}") from error
     return prepared
-
-
-def phases(entries):
-    """(dense trials plus the dense runs after-training tickets need, the ticket trials)."""
-    dense = [(label, c) for label, c in entries if c.is_dense]
-    keys = {c.dense_key() for _, c in dense}
-    for label, config in entries:
-        if config.kind == "after_training" and not config.is_dense and config.dense_key() not in keys:
-            keys.add(config.dense_key())
-            dense.append((f"dense run for {label}", config.dense_config()))
-    tickets = [(label, c) for label, c in entries if not c.is_dense]
-    return [("dense", dense), ("tickets", tickets)]
 
 
 def check_resources(args):
@@ -81,44 +70,43 @@ def check_cluster(args):
             raise GridError(f"each trial needs {need} {name} but the Ray cluster has {available.get(name, 0)}")
 
 
-def run_phase(phase, todo, args, root, store):
+def run_sweep(job_list, args, root, store):
+    """One Tune experiment for every job; with --resume, first the killed sweep's own experiment."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from layerlth.sweep.callbacks import StopWhenStoreFails, StoreResults, failures
+    from layerlth.sweep.scheduler import DenseRunGate
     from layerlth.sweep.tune_trial import trainable
 
     failures(store.root).clear()
-    tune_dir = Path(root) / "tune"
-    latest = tune_dir / f"{phase}.latest"
+    tune_dir = root.child("tune")
     resources = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
     callbacks = [StoreResults(store), JsonLoggerCallback(), CSVLoggerCallback()]
-    path = tune_dir / latest.read_text() if latest.is_file() else None
-    if args.resume and path and tune.Tuner.can_restore(str(path)):
-        print(f"[{phase}] resuming {path}")
-        tuner = tune.Tuner.restore(str(path), trainable=resources, resume_errored=True)
-        tuner.fit()
+    latest = tune_dir.read_bytes("latest").decode() if tune_dir.exists("latest") else None
+    if args.resume and latest and tune.Tuner.can_restore(tune_dir.path(latest)):
+        print(f"resuming {tune_dir.path(latest)}")
+        tune.Tuner.restore(tune_dir.path(latest), trainable=resources, resume_errored=True).fit()
         check_store(store)
-        todo = [(label, c) for label, c in todo if not store.finished(c.hash())]
-        if not todo:
+        job_list = [job for job in job_list if not store.finished(job.config.hash())]
+        if not job_list:
             return
-    name = experiment_name(phase)
-    tune_dir.mkdir(parents=True, exist_ok=True)
-    latest.write_text(name)
-    sweep = {"name": args.name, "root": str(root), "checkpoint_every": args.checkpoint_every,
+    name = experiment_name("sweep")
+    tune_dir.write_bytes("latest", name.encode())
+    sweep = {"name": args.name, "root": root.location, "checkpoint_every": args.checkpoint_every,
              "wandb_mode": args.wandb_mode, "wandb_project": args.wandb_project, "wandb_entity": args.wandb_entity}
-    points = [{"id": c.hash(), "label": label, "trial": c.to_dict(), "test_fail": args.test_fail.get(c.hash())}
-              for label, c in todo]
+    params = [{"point": {"id": job.config.hash(), "label": job.label, "trial": job.config.to_dict(),
+                         "test_fail": args.test_fail.get(job.config.hash())}, "sweep": sweep} for job in job_list]
     tuner = tune.Tuner(
         resources,
-        param_space={"point": tune.grid_search(points), "sweep": sweep},
         tune_config=tune.TuneConfig(
+            search_alg=DenseRunGate(job_list, params), num_samples=len(job_list),
             max_concurrent_trials=args.max_concurrent or None,
             trial_name_creator=lambda t: f"{t.config['point']['trial']['kind']}-{t.config['point']['id']}",
             trial_dirname_creator=lambda t: t.config["point"]["id"],
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(tune_dir), callbacks=callbacks, verbose=args.verbose,
+            name=name, storage_path=tune_dir.location, callbacks=callbacks, verbose=args.verbose,
             stop=StopWhenStoreFails(store.root),
             progress_reporter=status_table(),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
@@ -146,6 +134,14 @@ def check_store(store):
                           f"mount), then relaunch with --resume.")
 
 
+def record_unrun(job_list, store):
+    """Tickets whose dense run never got stored (its dense trial errored) get an errored record."""
+    for job in job_list:
+        if job.needs and store.result(job.config.hash()) is None:
+            store.save({**job.config.to_dict(), "trial_id": job.config.hash(), "status": "errored",
+                        "error": f"not run: its dense run {job.needs} was not stored (its dense trial errored)"})
+
+
 def status_table():
     """Ray's live status table, one line per trial: which trial, its epoch and accuracy."""
     from ray import tune
@@ -161,14 +157,15 @@ def run(args):
     grid = load_grid(args.grid)
     args.name = args.name or grid["name"]
     storage = args.storage or str(Path(DEFAULT_STORAGE).resolve())
-    if is_uri(storage) and not args.results_dir:
-        raise GridError(f"--storage {storage} is remote: also give --results-dir, a directory the driver writes")
-    root = Path(args.results_dir or Path(storage) / args.name).resolve()
+    root = Storage(args.results_dir or (f"{storage.rstrip('/')}/{args.name}" if is_uri(storage)
+                                        else Path(storage) / args.name))
     entries = expand(grid)
     check_data([c for _, c in entries if c.dataset.endswith(".npz")])  # cheap, and the dry run reads them
     if args.dry_run:
         print(f"grid {args.grid}: {len(entries)} trials")
         print(dry_run_table(entries, args.assumed_tflops))
+        if args.slots:
+            print(schedule_table(entries, args.slots, flops_duration(args.assumed_tflops)))
         return 0
     check_resources(args)
     check_data([c for _, c in entries if not c.dataset.endswith(".npz")])
@@ -179,19 +176,17 @@ def run(args):
                       if old.hash() in failing}
     entries = prepared
     store = SweepStore(root)
-    with DriverLock(root):
-        print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")
-        return run_phases(entries, args, root, store)
-
-
-def run_phases(entries, args, root, store):
-    start_ray(args)
-    for phase, trials in phases(entries):
-        todo = [(label, c) for label, c in trials if not store.finished(c.hash())]
-        print(f"[{phase}] {len(trials)} trials: {len(trials) - len(todo)} already finished, {len(todo)} to run")
+    print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")
+    # one driver per local sweep directory; on an object store there is no lock to take
+    with DriverLock(root.location) if root.local else contextlib.nullcontext():
+        job_list = jobs(entries)
+        todo = [job for job in job_list if not store.finished(job.config.hash())]
+        print(f"{len(job_list)} trials: {len(job_list) - len(todo)} already finished, {len(todo)} to run")
         if todo:
-            run_phase(phase, todo, args, root, store)
-    frame = store.write_table()
+            start_ray(args)
+            run_sweep(todo, args, root, store)
+            record_unrun(todo, store)
+        frame = store.write_table()
     print(summary(store, [c.hash() for _, c in entries]))
     print(f"results: {store.csv_path} (and results.parquet)")
     return 0 if (frame.get("status") == "finished").all() else 1
@@ -205,7 +200,7 @@ def start_ray(args):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     quiet = {
         "RAY_AIR_NEW_OUTPUT": "0",  # the concise table of status_table()
-        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # run_phase adds the JSON/CSV loggers, not TensorBoard
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # run_sweep adds the JSON/CSV loggers, not TensorBoard
         "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # small trials checkpoint often
     }
     for name, value in quiet.items():

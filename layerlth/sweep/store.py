@@ -1,5 +1,6 @@
 """A sweep's results, independent of Ray's state: one result.json per trial under the hash of its
-config, and the results table (CSV and Parquet) rebuilt from them, every file written atomically.
+config, and the results table (CSV and Parquet) rebuilt from them, every file written atomically
+to the sweep's storage (a local directory or an object store URI, `layerlth.storage`).
 
 A record that cannot be read (damaged by hand, by a full disk on a filesystem without atomic
 renames, ...) is reported with its path, set aside as `result.json.corrupt` and its trial counts
@@ -9,11 +10,10 @@ as not run, so a relaunch reruns it instead of failing on it.
 import io
 import json
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from layerlth.checkpoints import write_atomic, write_json_atomic
+from layerlth.storage import Storage
 
 log = logging.getLogger("layerlth")
 # nested values become JSON strings in the table; per-epoch curves stay in result.json only
@@ -26,33 +26,35 @@ class StoreFailed(RuntimeError):
 
 class SweepStore:
     def __init__(self, root):
-        self.root = Path(root)
+        self.storage = root if isinstance(root, Storage) else Storage(root)
+        self.root = self.storage.location
 
-    def trial_dir(self, trial_id):
-        return self.root / "trials" / trial_id
+    @staticmethod
+    def result_name(trial_id):
+        return f"trials/{trial_id}/result.json"
 
     def result(self, trial_id):
-        return self._read(self.trial_dir(trial_id) / "result.json")
+        return self._read(self.result_name(trial_id))
 
-    def _read(self, path):
-        """The record at `path`; None when there is none or it was damaged (then it is set aside)."""
+    def _read(self, name):
+        """The record `name`; None when there is none or it was damaged (then it is set aside)."""
         try:
-            record = json.loads(path.read_bytes())
+            record = json.loads(self.storage.read_bytes(name))
         except FileNotFoundError:
             return None
         except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            return self._set_aside(path, f"{type(error).__name__}: {error}")
+            return self._set_aside(name, f"{type(error).__name__}: {error}")
         if not isinstance(record, dict) or not isinstance(record.get("trial_id"), str) or "status" not in record:
-            return self._set_aside(path, "not a trial record (no trial_id or status)")
+            return self._set_aside(name, "not a trial record (no trial_id or status)")
         return record
 
-    def _set_aside(self, path, why):
-        aside = path.with_name(path.name + ".corrupt")
+    def _set_aside(self, name, why):
         try:
-            path.replace(aside)
+            self.storage.move(name, name + ".corrupt")
         except FileNotFoundError:  # another process set it aside first
             return None
-        log.warning("damaged trial record %s (%s): moved to %s; its trial will run again", path, why, aside)
+        log.warning("damaged trial record %s (%s): moved to %s.corrupt; its trial will run again",
+                    self.storage.path(name), why, self.storage.path(name))
         return None
 
     def finished(self, trial_id):
@@ -60,10 +62,10 @@ class SweepStore:
         return bool(result) and result.get("status") == "finished"
 
     def save(self, result):
-        write_json_atomic(result, self.trial_dir(result["trial_id"]) / "result.json")
+        self.storage.write_json(self.result_name(result["trial_id"]), result)
 
     def rows(self):
-        records = (self._read(p) for p in sorted((self.root / "trials").glob("*/result.json")))
+        records = (self._read(name) for name in self.storage.glob("trials/*/result.json"))
         return [r for r in records if r is not None]
 
     def table(self):
@@ -72,14 +74,14 @@ class SweepStore:
 
     @property
     def csv_path(self):
-        return self.root / "results.csv"
+        return self.storage.path("results.csv")
 
     def write_table(self):
         frame = self.table()
-        write_atomic(self.csv_path, lambda handle: handle.write(frame.to_csv(index=False).encode()))
+        self.storage.write_bytes("results.csv", frame.to_csv(index=False).encode())
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        write_atomic(self.root / "results.parquet", lambda handle: handle.write(buffer.getvalue()))
+        self.storage.write_bytes("results.parquet", buffer.getvalue())
         return frame
 
 

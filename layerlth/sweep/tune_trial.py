@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -32,10 +33,10 @@ class UnsafeCheckpoint(RuntimeError):
     """A checkpoint holding more than tensors and plain data (or not a checkpoint at all)."""
 
 
-def checkpoint_state(state, config, attempts):
+def checkpoint_state(state, config, attempts, nodes=()):
     return {"state_dict": state.model.state_dict(), "architecture": describe(state.model, config.arch, config.shortcut),
             "optimizer": state.optimizer.state_dict(), "epoch": state.epoch, "history": state.history,
-            "context": {**state.context, "attempts": attempts}}
+            "context": {**state.context, "attempts": attempts, "attempt_nodes": list(nodes)}}
 
 
 def load_state(path):
@@ -58,8 +59,9 @@ def load_checkpoint(checkpoint):
 class Reporter:
     """Trial callback: metrics to Tune and W&B each epoch, a checkpoint every `every` epochs."""
 
-    def __init__(self, every, last_epoch, run, attempts, config):
-        self.every, self.last_epoch, self.run, self.attempts, self.config = every, last_epoch, run, attempts, config
+    def __init__(self, every, last_epoch, run, attempts, config, nodes=()):
+        self.every, self.last_epoch, self.run, self.attempts = every, last_epoch, run, attempts
+        self.config, self.nodes = config, nodes
 
     def __call__(self, state):
         if state.metrics is None:
@@ -71,18 +73,22 @@ class Reporter:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(checkpoint_state(state, self.config, self.attempts), Path(directory) / STATE)
+            torch.save(checkpoint_state(state, self.config, self.attempts, self.nodes), Path(directory) / STATE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
-def _test_failure(point, trial_dir):
+def _test_failure(point, storage):
     """Test-only switch (`_test_fail` in a grid study): fail on the first attempt, or on every one."""
     mode = point.get("test_fail")
-    marker = Path(trial_dir) / "failed_once"
-    if mode == "always" or (mode == "once" and not marker.exists()):
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+    marker = f"trials/{point['id']}/failed_once"
+    if mode == "always" or (mode == "once" and not storage.exists(marker)):
+        storage.write_bytes(marker, b"")
         raise RuntimeError(f"test failure ({mode}) of trial {point['id']}")
+
+
+def wandb_dir(storage, mode):
+    """W&B writes a real directory: the sweep's own when local, else one on this node."""
+    return None if mode == "disabled" else storage.local_dir("wandb")
 
 
 def trainable(params):
@@ -95,16 +101,18 @@ def trainable(params):
         tune.report({"final_test_acc": stored["final_test_acc"], "result_json": json.dumps(stored)})
         return
     config = TrialConfig.from_dict(point["trial"])
-    _test_failure(point, Path(sweep["root"]) / "trials" / point["id"])
+    _test_failure(point, store.storage)
     checkpoint = tune.get_checkpoint()
     resume = load_checkpoint(checkpoint) if checkpoint else None
     attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
+    nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [ray.get_runtime_context().get_node_id()]
     started = time.time()  # W&B's start (up to its timeout on a dead network) is part of the trial's time
     run = tracking.start_run(config, sweep["name"], sweep["wandb_mode"], sweep["wandb_project"],
-                             sweep.get("wandb_entity"), str(Path(sweep["root"]) / "wandb"))
-    reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config)
+                             sweep.get("wandb_entity"), wandb_dir(store.storage, sweep["wandb_mode"]))
+    reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config, nodes)
     result = run_trial(config, callbacks=[reporter], resume=resume)
-    result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "wall_seconds": time.time() - started,
+    result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "attempt_nodes": nodes,
+               "wall_seconds": time.time() - started,
                "wandb_run": run.dir if run is not None else None}
     tracking.finish_run(run, result)
     result = json.loads(json.dumps(result, default=str))  # the record exactly as the driver will read it
