@@ -2,8 +2,10 @@
 the Tune searcher that hands trials out in that order."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from layerlth.config import TrialConfig
 from layerlth.dense_runs import DenseRun
@@ -102,6 +104,8 @@ def test_searcher_releases_a_ticket_when_its_dense_run_is_stored(tmp_path):
     assert gate.suggest("t4") is None  # still waits: no dense run stored
     dense = job_list[0].config
     run = DenseRun(dense, training_recipe(dense).epochs)
+    for epoch in run.saved_epochs:  # stored: every promised weights file, then the result
+        run.save_weights(SimpleNamespace(epoch=epoch, model=torch.nn.Linear(2, 2)))
     run.save_result({"status": "finished"})
     gate.on_trial_complete("t1")
     assert gate.suggest("t4") == {"label": "after_training-kl"}

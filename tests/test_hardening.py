@@ -23,6 +23,7 @@ import run as sweep_cli  # noqa: E402
 
 import layerlth.checkpoints as checkpoints  # noqa: E402
 import layerlth.sweep.runner as runner  # noqa: E402
+import layerlth.storage as storage_module  # noqa: E402
 import layerlth.sweep.store as store_module  # noqa: E402
 from layerlth.data import load_dataset  # noqa: E402
 from layerlth.dense_runs import DenseRun  # noqa: E402
@@ -182,7 +183,7 @@ def test_planted_pickle_in_the_dense_store_does_not_run(tmp_path):
 
     marker = tmp_path / "pwned"
     run = DenseRun(TrialConfig(dense_dir=str(tmp_path / "dense")), 8)
-    run.directory.mkdir(parents=True)
+    Path(run.directory).mkdir(parents=True)
     for epoch in run.saved_epochs:
         torch.save(build_model("resnet20").state_dict(), run.weights_path(epoch))
     torch.save({"conv1.weight": Payload(marker)}, run.weights_path(run.epochs))
@@ -241,10 +242,11 @@ def test_dense_run_with_missing_or_damaged_weights_is_trained_again(tmp_path):
     assert not first["dense_reused"] and run_trial(config)["dense_reused"]
     run = DenseRun(SimpleNamespace(rewind_epochs=(), dense_dir=config["dense_dir"],
                                    dense_key=lambda: Path(first["dense_run"]).name), 2)
-    run.weights_path(0).unlink()
+    Path(run.weights_path(0)).unlink()
     again = run_trial(config)
-    assert not again["dense_reused"] and run.weights_path(0).is_file()
-    run.weights_path(2).write_bytes(run.weights_path(2).read_bytes()[:100])  # truncated
+    assert not again["dense_reused"] and Path(run.weights_path(0)).is_file()
+    last = Path(run.weights_path(2))
+    last.write_bytes(last.read_bytes()[:100])  # truncated
     assert not run.complete()
     assert not run_trial(config)["dense_reused"] and run.complete()
     assert torch.load(run.weights_path(2), weights_only=True).keys() == build_model("resnet20", 10, 1).state_dict().keys()
@@ -285,11 +287,7 @@ def full_disk(monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return checkpoints.write_atomic(path, fails)
 
-    def write_json_atomic(obj, path):
-        return write_atomic(path, lambda handle: handle.write(json.dumps(obj).encode()))
-
-    monkeypatch.setattr(store_module, "write_atomic", write_atomic)
-    monkeypatch.setattr(store_module, "write_json_atomic", write_json_atomic)
+    monkeypatch.setattr(storage_module, "write_atomic", write_atomic)
 
 
 def test_full_disk_in_the_callback_stops_the_sweep_and_keeps_what_was_stored(tmp_path, monkeypatch):

@@ -86,6 +86,11 @@ def _test_failure(point, storage):
         raise RuntimeError(f"test failure ({mode}) of trial {point['id']}")
 
 
+def node_id():
+    """The Ray node running this trial; None outside Ray (asking would start a local Ray)."""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def wandb_dir(storage, mode):
     """W&B writes a real directory: the sweep's own when local, else one on this node."""
     return None if mode == "disabled" else storage.local_dir("wandb")
@@ -105,7 +110,7 @@ def trainable(params):
     checkpoint = tune.get_checkpoint()
     resume = load_checkpoint(checkpoint) if checkpoint else None
     attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
-    nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [ray.get_runtime_context().get_node_id()]
+    nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [node_id()]
     started = time.time()  # W&B's start (up to its timeout on a dead network) is part of the trial's time
     run = tracking.start_run(config, sweep["name"], sweep["wandb_mode"], sweep["wandb_project"],
                              sweep.get("wandb_entity"), wandb_dir(store.storage, sweep["wandb_mode"]))
