@@ -10,7 +10,6 @@ import copy
 import datetime
 import itertools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ import torch  # noqa: E402
 
 from layerlth import fastpath  # noqa: E402
 from layerlth.recipes import get_recipe  # noqa: E402
+from layerlth.sweep.estimate import cpu_model  # noqa: E402
 from layerlth.train import train  # noqa: E402
 
 
@@ -79,7 +79,7 @@ def machine():
     if torch.cuda.is_available():
         device = f"GPU {torch.cuda.get_device_name()}"
     else:
-        device = f"CPU {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+        device = f"CPU {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     fast = fastpath.choose("cuda" if torch.cuda.is_available() else "cpu")
     return (f"{device}; torch {torch.__version__}; fast path here: {fast.precision} + {fast.memory_format}; "
             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -87,16 +87,6 @@ def machine():
 
 def today():
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}"
-
-
-def cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def table(headers, rows):

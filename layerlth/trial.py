@@ -105,6 +105,7 @@ def initial_dense(config, data, device):
 
 
 def trained_dense(config, data, device):
+    """The dense net with its stored run's final weights."""
     run = DenseRun(config, training_recipe(config).epochs)
     return tickets.with_weights(initial_dense(config, data, device), run.weights(run.epochs, device))
 
@@ -136,7 +137,7 @@ def ticket_result(config, data, device, callbacks=(), resume=None):
     else:
         ticket, facts = make_ticket(dense, run, config, data)
     measured = train_and_measure(ticket, dense, config, data, device, facts["start_epoch"], callbacks, resume, facts)
-    facts["cka_vs_dense"] = similarity_to_dense(ticket, dense, run, data, device)
+    facts["cka_vs_dense"] = similarity_to_dense(ticket, config, run, data, device)
     return {**measured, **facts, "dense_run": str(run.directory), **robustness_columns(config, ticket, data, device)}
 
 
@@ -151,13 +152,12 @@ def make_ticket(dense, run, config, data):
     return ticket, {**facts, "start_epoch": start, "score_seconds": time.perf_counter() - started}
 
 
-def similarity_to_dense(ticket, dense, run, data, device):
+def similarity_to_dense(ticket, config, run, data, device):
     """Linear CKA of the trained ticket's and trained dense net's features on test images, when the
     dense run is stored (it always is for after-training tickets)."""
     if not run.complete():
         return None
-    trained = tickets.with_weights(dense, run.weights(run.epochs, device))
-    return representation_cka(ticket, trained, Batches(data.subset(test=1024), 256, train=False))
+    return representation_cka(ticket, trained_dense(config, data, device), Batches(data.subset(test=1024), 256, train=False))
 
 
 def train_and_measure(model, dense, config, data, device, start_epoch=0, callbacks=(), resume=None, facts=None):

@@ -57,10 +57,10 @@ def device_kind(device=None):
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{_cpu_model()} x{os.cpu_count()}"
+    return f"cpu:{cpu_model()} x{os.cpu_count()}"
 
 
-def _cpu_model():
+def cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
