@@ -95,7 +95,9 @@ def test_two_node_sweep_on_s3_survives_a_dead_worker_and_a_dead_driver(tmp_path)
     grid.write_text(GRID)
     with s3_server() as s3:
         # every node imports this checkout (as a cluster has the package installed on every node)
+        # Tune snapshots the experiment every second, so the resume sees the retried trial's checkpoint
         env = dict(os.environ, **s3, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0",
+                   TUNE_GLOBAL_CHECKPOINT_S="1",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         os.environ.update(s3)  # this process reads the bucket too
         port = free_port()
@@ -132,6 +134,7 @@ def test_two_node_sweep_on_s3_survives_a_dead_worker_and_a_dead_driver(tmp_path)
             wait_for(lambda: bucket.exists(f"trials/{victim}/result.json") or any(
                 node == nodes["head"] and t == victim for t, (_, node) in latest_checkpoints(bucket).items()),
                 "the killed trial went on on the head node", log)
+            time.sleep(3)  # a few experiment snapshots later
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
             driver = None
