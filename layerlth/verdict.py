@@ -41,12 +41,20 @@ def _key(row, names):
     return tuple(row.get(n) for n in names)
 
 
+def finished(rows):
+    """The rows of trials that finished with a test accuracy."""
+    return [r for r in rows if r.get("status", "finished") == "finished" and r.get("final_test_acc") is not None]
+
+
+def is_dense(row):
+    return row["kind"] == "dense" or not row["p"]
+
+
 def verdicts(rows):
     """One verdict per ticket setting found in result rows, against its dense rows."""
-    rows = [r for r in rows if r.get("status", "finished") == "finished" and r.get("final_test_acc") is not None]
     dense, groups = {}, {}
-    for row in rows:
-        if row["kind"] == "dense" or row["p"] == 0:
+    for row in finished(rows):
+        if is_dense(row):
             dense.setdefault(_key(row, BASELINE), []).append(row["final_test_acc"])
         else:
             groups.setdefault(_key(row, TICKET), []).append(row["final_test_acc"])

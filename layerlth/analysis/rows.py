@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from layerlth.results import load_rows
-from layerlth.verdict import BASELINE, TICKET
+from layerlth.verdict import BASELINE, TICKET, finished, is_dense  # noqa: F401 (re-exported)
 
 # values a results table stores as JSON text, and integers a column with gaps turns into floats
 _NESTED = ("removed", "history", "scores", "attempt_start_epochs")
@@ -33,14 +33,6 @@ def clean(row):
         if isinstance(row.get(name), float) and row[name].is_integer():
             row[name] = int(row[name])
     return row
-
-
-def finished(rows):
-    return [r for r in rows if r.get("status", "finished") == "finished" and r.get("final_test_acc") is not None]
-
-
-def is_dense(row):
-    return row["kind"] == "dense" or not row["p"]
 
 
 def baseline_key(row):
