@@ -2,11 +2,11 @@
 
 from collections import Counter
 
-from layerlth.verdict import format_verdicts, verdicts
+from layerlth.verdict import format_verdicts, is_dense, verdicts
 
 
 def _what(row):
-    if row["kind"] == "dense" or not row["p"]:
+    if is_dense(row):
         return "dense"
     extra = f" rewind {row['rewind']}" if row["kind"] == "after_training" else ""
     return f"{row['kind']} {row['criterion']} p={row['p']}{extra}"
