@@ -55,6 +55,9 @@ def parser():
     g.add_argument("--resume", action="store_true", help="restore the killed sweep's Ray experiments and finish them")
     g.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint every k epochs (default 1)")
     g.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial (default 2)")
+    g.add_argument("--no-reuse-workers", dest="reuse_workers", action="store_false",
+                   help="start a fresh Ray worker process for every trial (default: a finished trial's worker "
+                        "runs the next one, saving its start-up)")
     g.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Ray's status output (default 1)")
     g = p.add_argument_group("tracking")
     g.add_argument("--wandb", default="auto", choices=MODES,

@@ -135,3 +135,30 @@ def test_killed_sweep_resumes_from_checkpoints(ray_session, tmp_path, capsys, mo
     assert sweep_cli.main(argv) == 0  # relaunching reuses every stored trial
     out = capsys.readouterr().out
     assert "6 trials: 6 already finished, 0 to run" in out
+
+
+REUSED = """
+name: reused
+defaults: {dataset: digits, arch: resnet20, recipe: he2016, epochs: 1, score_batches: 1, emissions: false}
+studies:
+  - {kind: dense}
+  - {kind: at_init, criterion: [snip, grasp], p: 1}
+"""
+
+
+def test_reused_workers_give_the_results_of_fresh_ones(ray_session, tmp_path):
+    """A worker that runs trial after trial carries nothing from one to the next: same seeds, same rows."""
+    grid = tmp_path / "reused.yaml"
+    grid.write_text(REUSED)
+    found = {}
+    for variant, extra in (("reused", []), ("fresh", ["--no-reuse-workers"])):
+        argv = ["--grid", str(grid), "--storage", str(tmp_path / variant), "--no-wandb", "--max-concurrent", "1"]
+        assert sweep_cli.main(argv + extra) == 0
+        found[variant] = rows(tmp_path / variant / "reused")
+    reused, fresh = found["reused"], found["fresh"]
+    assert len({r["worker_pid"] for r in reused.values()}) == 1  # one worker ran all three trials
+    assert len({r["worker_pid"] for r in fresh.values()}) == 3
+    def learned(row):  # what a trial computed, without its timings
+        return row["removed"], row["scores"], [(h["train_loss"], h["test_acc"]) for h in row["history"]]
+
+    assert {t: learned(r) for t, r in reused.items()} == {t: learned(r) for t, r in fresh.items()}

@@ -102,6 +102,7 @@ def run_sweep(job_list, args, root, store):
         tune_config=tune.TuneConfig(
             search_alg=DenseRunGate(job_list, params), num_samples=len(job_list),
             max_concurrent_trials=args.max_concurrent or None,
+            reuse_actors=args.reuse_workers,  # a worker's start-up (seconds) paid once, not per trial
             trial_name_creator=lambda t: f"{t.config['point']['trial']['kind']}-{t.config['point']['id']}",
             trial_dirname_creator=lambda t: t.config["point"]["id"],
         ),

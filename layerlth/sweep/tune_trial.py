@@ -10,6 +10,7 @@ to the driver, so a driver killed in between loses nothing.
 
 import json
 import logging
+import os
 import pickle
 import tempfile
 import time
@@ -117,9 +118,11 @@ def trainable(params):
     reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config, nodes)
     result = run_trial(config, callbacks=[reporter], resume=resume)
     result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "attempt_nodes": nodes,
-               "wall_seconds": time.time() - started,
+               "wall_seconds": time.time() - started, "worker_pid": os.getpid(),
                "wandb_run": run.dir if run is not None else None}
     tracking.finish_run(run, result)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the worker may run the next trial: let trials packed beside it have the memory
     result = json.loads(json.dumps(result, default=str))  # the record exactly as the driver will read it
     try:
         store.save(result)  # before reporting: a driver that dies now finds the trial stored
