@@ -7,21 +7,20 @@
 The grid (digits, ResNet-20, he2016 recipe: a dense run, then GraSP and SNIP tickets at p = 1, 2)
 runs through `sweeps/run.py`'s own code on one local Ray with 2 CPUs, one CPU per trial, each
 variant into a fresh results folder so nothing is reused:
-  as shipped            W&B offline, codecarbon on, a checkpoint every epoch
-  no W&B                --no-wandb
+  fresh workers         W&B offline, codecarbon on, a checkpoint every epoch, --no-reuse-workers
+  as shipped            the same, with a finished trial's worker running the next trial (the default)
+  no W&B                and --no-wandb
   no W&B, no emissions  and `emissions: false` in the grid
   + final checkpoint    and --checkpoint-every <epochs> (one checkpoint, at the end)
-  + reused workers      and Tune's reuse_actors (set here by the benchmark; the runner does not)
 
 For each: the sweep's wall time against the ideal, (sum of the trials' training seconds) /
 concurrency per phase; the time the trials spend outside training (scoring, evaluation, data, MACs,
 CKA, emissions, W&B logging, checkpoints: `wall_seconds - train_seconds` of each row); and what is
 left outside the trials (Ray worker start-up, Tune's bookkeeping, W&B start/finish, the results
-table). The differences between adjacent variants price W&B, emissions, checkpoints and start-up.
+table). The differences between adjacent variants price worker start-up, W&B, emissions and checkpoints.
 """
 
 import contextlib
-import functools
 import importlib.util
 import io
 import os
@@ -35,7 +34,7 @@ import yaml
 from layerlth.sweep.store import SweepStore
 
 CONCURRENCY = 2
-VARIANTS = ["as shipped", "no W&B", "no W&B, no emissions", "+ final checkpoint", "+ reused workers"]
+VARIANTS = ["fresh workers", "as shipped", "no W&B", "no W&B, no emissions", "+ final checkpoint"]
 
 
 def grid(epochs, emissions):
@@ -52,23 +51,15 @@ def sweep_cli():
 
 
 def run_variant(variant, epochs, workdir):
-    from ray import tune
-
     index = VARIANTS.index(variant)
     folder = Path(tempfile.mkdtemp(dir=workdir))
     grid_path = folder / "grid.yaml"
-    grid_path.write_text(yaml.safe_dump(grid(epochs, emissions=index < 2)))
+    grid_path.write_text(yaml.safe_dump(grid(epochs, emissions=index < 3)))
     argv = ["--grid", str(grid_path), "--storage", str(folder / "out"), "--cpus-per-trial", "1",
-            "--max-concurrent", str(CONCURRENCY), "--verbose", "0", "--wandb", "offline" if index == 0 else "disabled",
-            "--checkpoint-every", str(epochs if index >= 3 else 1)]
-    original = tune.TuneConfig
-    if index >= 4:
-        tune.TuneConfig = functools.partial(original, reuse_actors=True)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            code, wall = common.timed(sweep_cli().main, argv)
-    finally:
-        tune.TuneConfig = original
+            "--max-concurrent", str(CONCURRENCY), "--verbose", "0", "--wandb", "offline" if index < 2 else "disabled",
+            "--checkpoint-every", str(epochs if index >= 4 else 1)] + (["--no-reuse-workers"] if index == 0 else [])
+    with contextlib.redirect_stdout(io.StringIO()):
+        code, wall = common.timed(sweep_cli().main, argv)
     if code != 0:
         raise SystemExit(f"variant {variant!r} failed (exit {code}); see {folder}")
     rows = SweepStore(folder / "out" / "overhead").rows()
@@ -105,6 +96,8 @@ def main(argv=None):
           f"{CONCURRENCY} at once, {repeats} repetition(s)")
     print(common.machine())
     print(f"ray.init: {ray_start:.1f} s (once per sweep, not in the table)")
+    wall, _ = run_variant("as shipped", epochs, workdir)  # warm-up: Ray's worker pool, imports, the data cache
+    print(f"warm-up sweep (not in the table): {wall:.1f} s", flush=True)
     measured = {v: [] for v in VARIANTS}
     for rep in range(repeats):
         for variant in VARIANTS[rep % 2:] + VARIANTS[: rep % 2]:

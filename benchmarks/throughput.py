@@ -3,6 +3,7 @@
 
   python benchmarks/throughput.py --quick      # resnet20/32/56, 3 repetitions of 5 steps (~4 min on 2 cores)
   python benchmarks/throughput.py              # 5 repetitions of 20 steps
+  python benchmarks/throughput.py --compile    # ... and the default path under torch.compile (+30-60 s per arch)
 
 Both loops train the same model from the same initial weights on the same CIFAR images with the
 same optimizer (the paper recipe's SGD, batch 128), with the same augmentation (pad-4 random crop,
@@ -11,8 +12,9 @@ horizontal flip, per-channel normalisation):
             torchvision transforms, one step per batch;
   layerlth  layerlth.train.train on device-resident uint8 data, batches made by tensor ops.
 layerlth runs in fp32, on its default fast path for this device (layerlth.fastpath: channels_last
-and/or bf16 autocast where they pay) and with bf16 autocast + channels_last forced on. Only training
-steps are timed; every variant is warmed up first. The table gives images/s and, per repetition, the ratio to the plain
+and/or bf16 autocast where they pay) and with bf16 autocast + channels_last forced on; with --compile,
+also its default path through torch.compile (inductor). Only training steps are timed; every variant
+is warmed up first (compilation included). The table gives images/s and, per repetition, the ratio to the plain
 fp32 loop measured in the same repetition: median (min-max).
 """
 
@@ -84,13 +86,15 @@ def plain_variant(model, loader, steps, fast, device):
     return run
 
 
-def measure(arch, data, loader, steps, repeats, device):
+def measure(arch, data, loader, steps, repeats, device, compiled):
     torch.manual_seed(0)
     model = build_model(arch, data.num_classes, data.image_size[0]).to(device)
     paths = {"fp32": fastpath.FastPath(False, False), "fast": fastpath.choose(device),
              "bf16": fastpath.FastPath(True, True)}
     variants = {"plain fp32": plain_variant(model, loader, steps, paths["fp32"], device)}
     variants |= {f"layerlth {name}": common.layerlth_steps(model, data, steps, path, BATCH) for name, path in paths.items()}
+    if compiled:
+        variants["layerlth compiled"] = common.layerlth_steps(model, data, steps, paths["fast"], BATCH, torch.compile)
     common.alternate(variants, 1)  # warm-up: oneDNN and cuDNN pick their kernels on first use
     return common.alternate(variants, repeats)
 
@@ -99,6 +103,7 @@ def main(argv=None):
     p = common.parser(__doc__, "3 repetitions of 5 steps per variant (a few minutes on 2 CPU cores)")
     p.add_argument("--archs", nargs="+", default=["resnet20", "resnet32", "resnet56"])
     p.add_argument("--steps", type=int, help="training steps per measurement (default: 5 quick, 20 full)")
+    p.add_argument("--compile", action="store_true", help="also time the default path under torch.compile")
     p.add_argument("--record", action="store_true",
                    help="store layerlth's fast-path images/s per arch for the sweep's --dry-run estimate "
                         "(layerlth/sweep/measured_throughput.json, under this machine's device kind)")
@@ -114,17 +119,22 @@ def main(argv=None):
     fast = fastpath.choose(device)
     headers = ["arch", "plain fp32 img/s", "layerlth fp32 img/s", "layerlth default img/s", "layerlth bf16+CL img/s",
                "layerlth fp32 / plain", "**layerlth default / plain**", "layerlth bf16+CL / plain"]
+    if args.compile:
+        headers[5:5] = ["layerlth compiled img/s"]
+        headers.append("layerlth compiled / plain")
     rows, recorded = [], {}
     for arch in args.archs:
-        rates = measure(arch, data, loader, steps, repeats, device)
+        rates = measure(arch, data, loader, steps, repeats, device, args.compile)
         recorded[arch] = round(statistics.median(rates["layerlth fast"]), 1)
         rows.append([arch, *(f"{statistics.median(rates[n]):.0f}" for n in rates),
                      common.summary(common.ratios(rates, "layerlth fp32", "plain fp32")),
                      f"**{common.summary(common.ratios(rates, 'layerlth fast', 'plain fp32'))}**",
                      common.summary(common.ratios(rates, "layerlth bf16", "plain fp32"))])
+        if args.compile:
+            rows[-1].append(common.summary(common.ratios(rates, "layerlth compiled", "plain fp32")))
         print(f"  {arch} done", flush=True)
     print(f"\ndefault = this device's fast path ({fast.precision} + {fast.memory_format}, layerlth.fastpath); "
-          f"bf16+CL = bf16 autocast + channels_last forced on; ratios to the plain fp32 loop: median (min-max) "
+          f"bf16+CL = bf16 autocast + channels_last forced on; compiled = default under torch.compile; ratios to the plain fp32 loop: median (min-max) "
           f"over {repeats} repetitions\n")
     print(common.table(headers, rows))
     if args.record:
