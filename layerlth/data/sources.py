@@ -107,7 +107,7 @@ def _check_images(path, split, x):
     if x.dtype != np.uint8:
         raise ValueError(f"{name} is {x.dtype}; expected uint8 pixels in 0..255")
     if x.shape[1] not in (1, 3):
-        hint = (f"; it looks like (N, H, W, C): transpose with x.transpose(0, 3, 1, 2)"
+        hint = ("; it looks like (N, H, W, C): transpose with x.transpose(0, 3, 1, 2)"
                 if x.shape[3] in (1, 3) else "")
         raise ValueError(f"{name} has shape {x.shape}: channels (1 or 3) must be on axis 1, (N, C, H, W){hint}")
 
