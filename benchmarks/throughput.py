@@ -3,7 +3,7 @@
 
   python benchmarks/throughput.py --quick      # resnet20/32/56, 3 repetitions of 5 steps (~4 min on 2 cores)
   python benchmarks/throughput.py              # 5 repetitions of 20 steps
-  python benchmarks/throughput.py --compile    # ... and the default path under torch.compile (+30-60 s per arch)
+  python benchmarks/throughput.py --compile    # ... and the default path under torch.compile (+25-50 s per arch)
 
 Both loops train the same model from the same initial weights on the same CIFAR images with the
 same optimizer (the paper recipe's SGD, batch 128), with the same augmentation (pad-4 random crop,
@@ -92,7 +92,8 @@ def measure(arch, data, loader, steps, repeats, device, compiled):
     paths = {"fp32": fastpath.FastPath(False, False), "fast": fastpath.choose(device),
              "bf16": fastpath.FastPath(True, True)}
     variants = {"plain fp32": plain_variant(model, loader, steps, paths["fp32"], device)}
-    variants |= {f"layerlth {name}": common.layerlth_steps(model, data, steps, path, BATCH) for name, path in paths.items()}
+    for name, path in paths.items():
+        variants[f"layerlth {name}"] = common.layerlth_steps(model, data, steps, path, BATCH)
     if compiled:
         variants["layerlth compiled"] = common.layerlth_steps(model, data, steps, paths["fast"], BATCH, torch.compile)
     common.alternate(variants, 1)  # warm-up: oneDNN and cuDNN pick their kernels on first use
@@ -134,8 +135,8 @@ def main(argv=None):
             rows[-1].append(common.summary(common.ratios(rates, "layerlth compiled", "plain fp32")))
         print(f"  {arch} done", flush=True)
     print(f"\ndefault = this device's fast path ({fast.precision} + {fast.memory_format}, layerlth.fastpath); "
-          f"bf16+CL = bf16 autocast + channels_last forced on; compiled = default under torch.compile; ratios to the plain fp32 loop: median (min-max) "
-          f"over {repeats} repetitions\n")
+          f"bf16+CL = bf16 autocast + channels_last forced on; compiled = default under torch.compile; "
+          f"ratios to the plain fp32 loop: median (min-max) over {repeats} repetitions\n")
     print(common.table(headers, rows))
     if args.record:
         source = "benchmarks/throughput.py" + (" --quick" if args.quick else "")
