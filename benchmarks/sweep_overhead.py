@@ -6,7 +6,7 @@
 
 The grid (digits, ResNet-20, he2016 recipe: a dense run, then GraSP and SNIP tickets at p = 1, 2)
 runs through `sweeps/run.py`'s own code on one local Ray with 2 CPUs, one CPU per trial, each
-variant into a fresh results folder so nothing is reused:
+variant into a fresh results folder so no stored trial is reused:
   fresh workers         W&B offline, codecarbon on, a checkpoint every epoch, --no-reuse-workers
   as shipped            the same, with a finished trial's worker running the next trial (the default)
   no W&B                and --no-wandb
