@@ -158,6 +158,7 @@ def test_reused_workers_give_the_results_of_fresh_ones(ray_session, tmp_path):
     reused, fresh = found["reused"], found["fresh"]
     assert len({r["worker_pid"] for r in reused.values()}) == 1  # one worker ran all three trials
     assert len({r["worker_pid"] for r in fresh.values()}) == 3
+
     def learned(row):  # what a trial computed, without its timings
         return row["removed"], row["scores"], [(h["train_loss"], h["test_acc"]) for h in row["history"]]
 
