@@ -216,6 +216,41 @@ def test_checkpoint_rebuilds_the_tickets_architecture(tmp_path, kind):
     torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).load_state_dict(resumed["optimizer"])
 
 
+
+def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, caplog):
+    """A driver killed before Tune's snapshot saw a trial's latest checkpoints: the trial still
+    continues from the most trained one on storage, skipping one a kill cut short."""
+    from ray import tune
+
+    from layerlth.sweep.tune_trial import STATE, checkpoint_state, resume_state
+
+    torch.manual_seed(0)
+    model = build_model("resnet20", num_classes=7, in_channels=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def save(folder, epoch):
+        Path(folder).mkdir(parents=True)
+        state = EpochState(epoch, model, optimizer, {}, [], {"start_epoch": 0})
+        torch.save(checkpoint_state(state, SimpleNamespace(arch="resnet20", shortcut="B"), [0]), Path(folder) / STATE)
+        return folder
+
+    tune_dir = tmp_path / "tune"
+    save(tune_dir / "sweep-1" / "abc" / "checkpoint_000000", 1)
+    save(tune_dir / "sweep-1" / "abc" / "checkpoint_000002", 3)
+    save(tune_dir / "sweep-1" / "other" / "checkpoint_000005", 6)  # another trial's
+    cut = save(tune_dir / "sweep-1" / "abc" / "checkpoint_000003", 4)
+    data = (cut / STATE).read_bytes()
+    (cut / STATE).write_bytes(data[: len(data) // 2])
+    storage = storage_module.Storage(tmp_path)
+    assert resume_state(None, storage, "new") is None
+    with caplog.at_level(logging.WARNING, logger="layerlth"):
+        assert resume_state(None, storage, "abc")["epoch"] == 3
+    assert "checkpoint_000003" in caplog.text
+    tunes = tune.Checkpoint.from_directory(str(save(tmp_path / "given", 2)))
+    assert resume_state(tunes, storage, "abc")["epoch"] == 3  # Tune's snapshot knew an older one
+    newer = tune.Checkpoint.from_directory(str(save(tmp_path / "newer", 5)))
+    assert resume_state(newer, storage, "abc")["epoch"] == 5
+
 # --- the store: a damaged record is named, set aside and rerun -------------------------------------
 
 def test_corrupt_record_is_named_set_aside_and_rerun(tmp_path, caplog):

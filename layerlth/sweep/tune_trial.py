@@ -4,10 +4,14 @@ Every epoch is reported to Tune; every `checkpoint_every` epochs (and the last) 
 a `tune.Checkpoint` with the weights (a state_dict), a plain description of the ticket's
 architecture, the optimizer state, epoch and history, so a retried or resumed trial continues from
 there. Checkpoints load with `weights_only=True`: one planted in the storage cannot run code.
+A trial resumes from the most trained of Tune's checkpoint and those it left in the sweep's tune/
+folder: Tune's experiment snapshot lags the trials by seconds, so a driver killed in between would
+otherwise restart a trial from an older checkpoint, or from scratch.
 A finished trial writes its own record into the sweep's store (atomically), then reports it as JSON
 to the driver, so a driver killed in between loses nothing.
 """
 
+import io
 import json
 import logging
 import os
@@ -40,10 +44,11 @@ def checkpoint_state(state, config, attempts, nodes=()):
             "context": {**state.context, "attempts": attempts, "attempt_nodes": list(nodes)}}
 
 
-def load_state(path):
-    """The checkpoint at `path` as `run_trial`'s `resume`: the model rebuilt from its description."""
+def load_state(path, source=None):
+    """The checkpoint at `path` (or in the file object `source`) as `run_trial`'s `resume`: the
+    model rebuilt from its description."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(source or path, map_location="cpu", weights_only=True)
         model = rebuild(state["architecture"])
         model.load_state_dict(state["state_dict"])
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError) as error:
@@ -55,6 +60,25 @@ def load_state(path):
 def load_checkpoint(checkpoint):
     with checkpoint.as_directory() as directory:
         return load_state(Path(directory) / STATE)
+
+
+def left_states(storage, trial_id):
+    """The checkpoints trial `trial_id` left under the sweep's tune/ folder, by any attempt. One cut
+    short by a kill (or not ours) is skipped with a warning: an older one is still there."""
+    for name in storage.glob(f"tune/*/{trial_id}/checkpoint_*/{STATE}"):
+        try:
+            yield load_state(storage.path(name), io.BytesIO(storage.read_bytes(name)))
+        except (UnsafeCheckpoint, OSError) as error:
+            log.warning("skipping %s: %s", storage.path(name), error)
+
+
+def resume_state(checkpoint, storage, trial_id):
+    """The most trained of Tune's `checkpoint` and the ones left on storage; None for a fresh start."""
+    best = load_checkpoint(checkpoint) if checkpoint else None
+    for state in left_states(storage, trial_id):
+        if best is None or state["epoch"] > best["epoch"]:
+            best = state
+    return best
 
 
 class Reporter:
@@ -108,8 +132,7 @@ def trainable(params):
         return
     config = TrialConfig.from_dict(point["trial"])
     _test_failure(point, store.storage)
-    checkpoint = tune.get_checkpoint()
-    resume = load_checkpoint(checkpoint) if checkpoint else None
+    resume = resume_state(tune.get_checkpoint(), store.storage, point["id"])
     attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
     nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [node_id()]
     started = time.time()  # W&B's start (up to its timeout on a dead network) is part of the trial's time
