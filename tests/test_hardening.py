@@ -231,7 +231,8 @@ def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, capl
     def save(folder, epoch):
         Path(folder).mkdir(parents=True)
         state = EpochState(epoch, model, optimizer, {}, [], {"start_epoch": 0})
-        torch.save(checkpoint_state(state, SimpleNamespace(arch="resnet20", shortcut="B"), [0]), Path(folder) / STATE)
+        config = SimpleNamespace(arch="resnet20", shortcut="B")
+        torch.save(checkpoint_state(state, config, [0]), Path(folder) / STATE)
         return folder
 
     tune_dir = tmp_path / "tune"

@@ -1,5 +1,6 @@
 """The sweep on a real (local) Ray: retries and errors, W&B, codecarbon, kill and resume."""
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,32 +93,59 @@ def checkpoints(root):
     return found
 
 
+def snapshot(root):
+    """Tune's experiment snapshot (the files atop each experiment folder), once two reads agree:
+    Tune rewrites them in place."""
+    first = {p: p.read_bytes() for p in (root / "tune").glob("*/*") if p.is_file()}
+    time.sleep(0.2)
+    return first if first == {p: p.read_bytes() for p in (root / "tune").glob("*/*") if p.is_file()} else None
+
+
+def power_cut(pid):
+    """Stop, then kill, a process and all its descendants at once: the driver, the local Ray it
+    started and Ray's workers, which would otherwise outlive a killed driver by a second or so."""
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for signal_ in (signal.SIGSTOP, signal.SIGKILL):
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal_)
+    psutil.wait_procs(procs, timeout=30)
+
+
 def test_killed_sweep_resumes_from_checkpoints(ray_session, tmp_path, capsys):
     grid = tmp_path / "resumable.yaml"
     grid.write_text(RESUMABLE)
     storage = tmp_path / "store"
     root = storage / "resumable"
     argv = ["--grid", str(grid), "--storage", str(storage), "--no-wandb", "--max-concurrent", "2"]
-    # Tune snapshots the experiment every ~10 s: the kill usually lands after checkpoints (or a whole
-    # trial start) that the snapshot the resume reads has not seen; trials go on from them all the same
     # its own short temp dir: Ray's socket paths must stay under 108 bytes
     env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="ray", dir="/tmp"), PYTHONUNBUFFERED="1")
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "run.py"), *argv, "--num-cpus", "2"],
                               env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
+    deadline, stale = time.time() + 240, None
     while time.time() < deadline and driver.poll() is None:  # kill once a ticket finished and another is half-way
         done = rows(root) if (root / "trials").is_dir() else {}
-        running = {t: c for t, c in checkpoints(root).items() if t not in done and c >= 2}
+        if stale is None and sum(r["kind"] == "dense" for r in done.values()) == 2:
+            stale = snapshot(root)  # from before any ticket's checkpoint that the kill interrupts
+        running = {t: c for t, c in checkpoints(root).items() if t not in done and 2 <= c <= 7}
         if any(r["kind"] == "at_init" for r in done.values()) and running:
             break
         time.sleep(0.5)
     else:
         pytest.fail(f"the sweep never reached a killable state:\n{(tmp_path / 'driver.log').read_text()[-3000:]}")
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    power_cut(driver.pid)
     driver.wait()
+    assert stale, "no steady snapshot of Tune's experiment was taken before the kill"
+    # the resume reads that old snapshot, as if Tune had not snapshotted since: it knows none of the
+    # interrupted tickets' checkpoints, or only ones deleted since (num_to_keep)
+    for path in [p for p in (root / "tune").glob("*/*") if p.is_file()]:
+        path.unlink()
+    for path, data in stale.items():
+        path.write_bytes(data)
     before = {t: (root / "trials" / t / "result.json").read_text() for t in rows(root)}
-    interrupted = {t for t in running}
+    interrupted = set(running) - set(before)  # a trial may finish between the last look and the cut
+    assert interrupted, (running, before.keys())
 
     assert sweep_cli.main([*argv, "--resume"]) == 0
     after = rows(root)
