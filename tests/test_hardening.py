@@ -216,7 +216,6 @@ def test_checkpoint_rebuilds_the_tickets_architecture(tmp_path, kind):
     torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).load_state_dict(resumed["optimizer"])
 
 
-
 def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, caplog):
     """A driver killed before Tune's snapshot saw a trial's latest checkpoints: the trial still
     continues from the most trained one on storage, skipping one a kill cut short."""
@@ -251,6 +250,7 @@ def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, capl
     assert resume_state(tunes, storage, "abc")["epoch"] == 3  # Tune's snapshot knew an older one
     newer = tune.Checkpoint.from_directory(str(save(tmp_path / "newer", 5)))
     assert resume_state(newer, storage, "abc")["epoch"] == 5
+
 
 # --- the store: a damaged record is named, set aside and rerun -------------------------------------
 
