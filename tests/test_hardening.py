@@ -246,8 +246,8 @@ def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="layerlth"):
         assert resume_state(None, storage, "abc")["epoch"] == 3
     assert "checkpoint_000003" in caplog.text
-    tunes = tune.Checkpoint.from_directory(str(save(tmp_path / "given", 2)))
-    assert resume_state(tunes, storage, "abc")["epoch"] == 3  # Tune's snapshot knew an older one
+    given = tune.Checkpoint.from_directory(str(save(tmp_path / "given", 2)))
+    assert resume_state(given, storage, "abc")["epoch"] == 3  # Tune's snapshot knew an older one
     newer = tune.Checkpoint.from_directory(str(save(tmp_path / "newer", 5)))
     assert resume_state(newer, storage, "abc")["epoch"] == 5
 
