@@ -23,7 +23,6 @@ table). The differences between adjacent variants price worker start-up, W&B, em
 import contextlib
 import importlib.util
 import io
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import common
 import yaml
 
+from layerlth.sweep.runner import driver_environment
 from layerlth.sweep.store import SweepStore
 
 CONCURRENCY = 2
@@ -83,10 +83,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     repeats = common.positive("--repeats", args.repeats or (1 if args.quick else 2))
     epochs = 2 if args.quick else 4
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    for name, value in {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-                        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}.items():
-        os.environ.setdefault(name, value)
+    driver_environment()
     import ray
 
     workdir = tempfile.mkdtemp(prefix="lthbench", dir="/tmp")  # short: Ray's socket paths have a length limit

@@ -193,19 +193,24 @@ def run(args):
     return 0 if (frame.get("status") == "finished").all() else 1
 
 
+def driver_environment():
+    """Ray and Tune settings of a sweep's driver, unless the user set them: set before ray.init."""
+    defaults = {
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_AIR_NEW_OUTPUT": "0",  # the concise table of status_table()
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # run_sweep adds the JSON/CSV loggers, not TensorBoard
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # small trials checkpoint often
+    }
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+
+
 def start_ray(args):
     import ray
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    quiet = {
-        "RAY_AIR_NEW_OUTPUT": "0",  # the concise table of status_table()
-        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # run_sweep adds the JSON/CSV loggers, not TensorBoard
-        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # small trials checkpoint often
-    }
-    for name, value in quiet.items():
-        os.environ.setdefault(name, value)
+    driver_environment()
     if args.address:
         ray.init(address=args.address)
         check_cluster(args)
