@@ -32,6 +32,7 @@ import yaml
 
 from layerlth.sweep.runner import driver_environment
 from layerlth.sweep.store import SweepStore
+from layerlth.verdict import is_dense
 
 CONCURRENCY = 2
 VARIANTS = ["fresh workers", "as shipped", "no W&B", "no W&B, no emissions", "+ final checkpoint"]
@@ -71,7 +72,7 @@ def breakdown(wall, rows):
     phase divided by the trials that ran at once."""
     ideal = inside = 0.0
     for dense in (True, False):
-        phase = [r for r in rows if (r["kind"] == "dense" or r["p"] == 0) is dense]
+        phase = [r for r in rows if is_dense(r) is dense]
         at_once = min(CONCURRENCY, len(phase))
         ideal += sum(float(r["train_seconds"]) for r in phase) / at_once
         inside += sum(float(r["wall_seconds"]) - float(r["train_seconds"]) for r in phase) / at_once
