@@ -2,6 +2,7 @@
 training throughput `benchmarks/throughput.py` measured per architecture and device kind
 (`measured_throughput.json` beside this file); an assumed TFLOP/s only where nothing was measured."""
 
+import functools
 import json
 import os
 import platform
@@ -75,13 +76,19 @@ def measured_throughput(path=MEASURED):
     return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
 
 
+@functools.lru_cache(maxsize=None)
+def arch_macs(arch):
+    """MACs per image of the full `arch` at its default input (built once per architecture)."""
+    return count_macs(build_model(arch))
+
+
 class Throughput:
     """Training MACs per second of each architecture on one kind of device, from measured images/s;
     an architecture not measured borrows the rate of the measured one closest in MACs."""
 
     def __init__(self, kind, entry):
         self.kind, self.entry = kind, entry
-        self.rates = {arch: ips * count_macs(build_model(arch)) for arch, ips in entry["images_per_second"].items()}
+        self.rates = {arch: ips * arch_macs(arch) for arch, ips in entry["images_per_second"].items()}
 
     def seconds(self, arch, macs, images):
         return macs * images / self.rate(arch)[0]
@@ -90,8 +97,7 @@ class Throughput:
         """(MACs/s, the architecture it was measured on)."""
         if arch in self.rates:
             return self.rates[arch], arch
-        own = count_macs(build_model(arch))
-        nearest = min(self.rates, key=lambda a: abs(np.log(count_macs(build_model(a)) / own)))
+        nearest = min(self.rates, key=lambda a: abs(np.log(arch_macs(a) / arch_macs(arch))))
         return self.rates[nearest], nearest
 
     def describe(self, archs):
