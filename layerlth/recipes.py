@@ -48,3 +48,8 @@ def get_recipe(name):
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; allowed: {sorted(RECIPES)}")
     return RECIPES[name]
+
+
+def training_recipe(config):
+    """The recipe a trial config trains with: its preset, with the config's overrides."""
+    return get_recipe(config.recipe).scaled(config.epochs, config.batch_size, config.lr)

@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+from layerlth.config import TrialConfig
+from layerlth.recipes import training_recipe
 from layerlth.results import load_rows
 from layerlth.verdict import BASELINE, TICKET, finished, is_dense  # noqa: F401 (re-exported)
 
@@ -77,9 +79,6 @@ def setting(key):
 
 def epochs_of(row):
     """Epochs the dense run trains (the recipe's, or the override)."""
-    from layerlth.config import TrialConfig
-    from layerlth.trial import training_recipe
-
     known = {k: row[k] for k in ("recipe", "epochs", "batch_size", "lr") if k in row}
     return training_recipe(TrialConfig(**known)).epochs
 

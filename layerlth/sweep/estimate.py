@@ -14,7 +14,7 @@ import torch
 from layerlth.measure import count_macs
 from layerlth.models import build_model, removable_blocks, remove_blocks
 from layerlth.tickets import removal_rule
-from layerlth.trial import training_recipe
+from layerlth.recipes import training_recipe
 
 # training images and image shape of the built-in datasets
 SHAPES = {"cifar10": (50000, (3, 32, 32)), "cifar100": (50000, (3, 32, 32)), "digits": (1437, (1, 8, 8)),
