@@ -29,7 +29,8 @@ def _method(tracker):
 
 
 class EmissionsMeter:
-    """Context manager; after exit, `.result` holds energy_kwh, co2_kg and emissions_method."""
+    """Context manager; after exit, `.result` holds energy_kwh, co2_kg and emissions_method;
+    `so_far()` reads the same while it runs (what a checkpoint keeps of an attempt's energy)."""
 
     def __init__(self, country="USA", enabled=True, gpu_share=1.0):
         self.country, self.enabled, self.gpu_share, self.result = country, enabled, gpu_share, {}
@@ -44,19 +45,43 @@ class EmissionsMeter:
             self.tracker.start()
         return self
 
+    def so_far(self):
+        """The energy and CO2 measured since the start, the tracker still running; None when off."""
+        if not self.enabled:
+            return None
+        self.tracker._measure_power_and_energy_if_stale()  # codecarbon's own reading, as flush() does
+        data = self.tracker._prepare_emissions_data()
+        return self._parts(data, data.emissions)
+
     def __exit__(self, *exc):
         if not self.enabled:
             self.result = {"energy_kwh": None, "co2_kg": None, "gpu_share": self.gpu_share, "emissions_method": "disabled"}
             return False
         co2 = self.tracker.stop()
-        data = self.tracker.final_emissions_data
+        self.result = self._parts(self.tracker.final_emissions_data, co2)
+        return False
+
+    def _parts(self, data, co2):
         # NVML reads the whole GPU: a trial sharing it is charged its share of the GPU energy
         gpu = data.gpu_energy * self.gpu_share
         energy = data.cpu_energy + data.ram_energy + gpu
-        intensity = co2 / data.energy_consumed if data.energy_consumed else 0.0
-        self.result = {
+        intensity = co2 / data.energy_consumed if data.energy_consumed and co2 else 0.0
+        return {
             "energy_kwh": energy, "co2_kg": energy * intensity, "country": self.country,
             "cpu_energy_kwh": data.cpu_energy, "gpu_energy_kwh": gpu, "ram_energy_kwh": data.ram_energy,
             "gpu_share": self.gpu_share, "emissions_method": _method(self.tracker),
         }
-        return False
+
+
+ADDED = ("energy_kwh", "co2_kg", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh")
+
+
+def over_attempts(earlier, last):
+    """The energy of a trial run in several attempts: each earlier attempt as measured up to its
+    last checkpoint (what it did after that is redone, and its energy lost with the kill), plus the
+    last attempt in full. `earlier` and `last` are `EmissionsMeter` results."""
+    if not earlier or last.get("energy_kwh") is None:
+        return {**last, "energy_attempts": [*earlier, last]}
+    attempts = [*earlier, last]
+    totals = {name: sum(a.get(name) or 0.0 for a in attempts) for name in ADDED}
+    return {**last, **totals, "energy_attempts": attempts}

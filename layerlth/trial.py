@@ -14,12 +14,12 @@ from layerlth.config import TrialConfig
 from layerlth.criteria import AGGREGATES, CRITERIA, check_criterion
 from layerlth.data import Batches, check_dataset, load_dataset
 from layerlth.dense_runs import DenseRun
-from layerlth.emissions import EmissionsMeter
+from layerlth.emissions import EmissionsMeter, over_attempts
 from layerlth.fastpath import choose as choose_fast_path
 from layerlth.measure import count_macs, count_params, training_step_bytes
 from layerlth.models import SHORTCUTS, build_model, check_arch, max_removable
 from layerlth.models.filters import prunable_convs
-from layerlth.recipes import get_recipe
+from layerlth.recipes import training_recipe
 from layerlth.robustness import check_robustness, robustness_columns
 from layerlth.similarity import representation_cka
 from layerlth.train import SaveWeights, log_progress, train
@@ -66,10 +66,6 @@ def validate(config):
     if config.kind == "after_training" and not config.reinit and config.rewind not in run.rewind_epochs:
         raise ValueError(f"rewind={config.rewind} is not among the dense run's rewind_epochs {run.rewind_epochs}")
     return config
-
-
-def training_recipe(config):
-    return get_recipe(config.recipe).scaled(config.epochs, config.batch_size, config.lr)
 
 
 def pick_device(name):
@@ -171,16 +167,19 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     memory_estimate = training_step_bytes(model, *sample)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    hooks = [log_progress, *callbacks]
-    if config.out_dir and config.checkpoint_epochs:
-        hooks.append(SaveWeights(config.checkpoint_epochs, Path(config.out_dir) / "checkpoints"))
     first = resume["epoch"] if resume else start_epoch
     log.info("%s %s: p=%d, training epochs %d..%d on %s", config.arch, config.kind, config.p, first,
              recipe.epochs, device)
+    earlier = list(resume["context"].get("energy_attempts", [])) if resume else []
+    context = facts if facts is not None else {"start_epoch": 0}
     with EmissionsMeter(config.country, config.emissions, config.gpu_share) as meter:
+        hooks = [KeepEnergy(meter, earlier), log_progress, *callbacks]
+        if config.out_dir and config.checkpoint_epochs:
+            hooks.append(SaveWeights(config.checkpoint_epochs, Path(config.out_dir) / "checkpoints"))
         history = train(model, data, recipe, config.seed, first, callbacks=hooks, amp=fast.amp,
                         channels_last=fast.channels_last, optimizer=optimizer,
-                        history=resume["history"] if resume else (), context=facts or {"start_epoch": 0})
+                        history=resume["history"] if resume else (), context=context)
+    context.pop("energy_attempts", None)  # the row carries the totals (over_attempts) instead
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
     seconds = [h["epoch_seconds"] for h in history]
     return {
@@ -196,5 +195,17 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
         "memory_method": "cuda_peak_allocated" if cuda else "estimate:weights+grads+momentum+saved_activations",
         "memory_estimate_bytes": memory_estimate,
         **fast.record(), "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
-        **meter.result, "history": history,
+        **over_attempts(earlier, meter.result), "history": history,
     }
+
+
+class KeepEnergy:
+    """Training callback: the energy of this attempt so far, beside that of earlier attempts, in the
+    context a checkpoint saves, so that a resumed trial's energy covers every attempt."""
+
+    def __init__(self, meter, earlier):
+        self.meter, self.earlier = meter, earlier
+
+    def __call__(self, state):
+        if state.metrics is not None and self.meter.enabled:
+            state.context["energy_attempts"] = [*self.earlier, self.meter.so_far()]

@@ -4,7 +4,7 @@
   python sweeps/run.py --grid paper --dry-run --slots 8 32   # the trials, their cost, hours on N slots
   python sweeps/run.py --grid demo                  # a few-minute miniature, offline, on a CPU
   python sweeps/run.py --grid my_study.yaml --gpus-per-trial 0.25 --address auto
-  python sweeps/run.py --grid paper --resume        # pick up a killed sweep
+  python sweeps/run.py --grid paper --resume        # finish a killed sweep from the stored records
 
 A grid (sweeps/grids/*.yaml or your own file) lists trials as defaults plus studies whose list
 values expand as a cartesian product; every key is a trial option (`layerlth ticket --help`).
@@ -52,7 +52,10 @@ def parser():
                    help="GPUs each trial holds; a fraction lets several small nets share one GPU (default 0)")
     g.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as resources allow)")
     g.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
-    g.add_argument("--resume", action="store_true", help="restore the killed sweep's Ray experiments and finish them")
+    g.add_argument("--resume", action="store_true",
+                   help="finish a killed sweep: the trials not stored run in a new Tune experiment, each from the "
+                        "newest checkpoint it left; nothing Ray pickled is read back (a plain relaunch does the "
+                        "same; the flag reports what is picked up)")
     g.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint every k epochs (default 1)")
     g.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial (default 2)")
     g.add_argument("--no-reuse-workers", dest="reuse_workers", action="store_false",

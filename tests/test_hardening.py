@@ -174,7 +174,7 @@ def test_planted_pickle_in_a_checkpoint_does_not_run(tmp_path):
     assert marker.exists()
     marker.unlink()
     with pytest.raises(UnsafeCheckpoint, match=f"checkpoint .*{STATE} is not a layerlth checkpoint"):
-        load_checkpoint(tune.Checkpoint.from_directory(str(planted)))
+        load_checkpoint(tune.Checkpoint.from_directory(str(planted)), SimpleNamespace(arch="resnet20", shortcut="B"))
     assert not marker.exists()
 
 
@@ -208,7 +208,7 @@ def test_checkpoint_rebuilds_the_tickets_architecture(tmp_path, kind):
     state = EpochState(4, ticket, optimizer, {"test_acc": 0.5}, [{"epoch": 4, "test_acc": 0.5}],
                        {"removed": ["stage1.block2"], "scores": {"stage1.block2": 0.25}, "start_epoch": 0})
     torch.save(checkpoint_state(state, SimpleNamespace(arch="resnet20", shortcut="B"), [0]), tmp_path / "state.pt")
-    resumed = load_state(tmp_path / "state.pt")
+    resumed = load_state(tmp_path / "state.pt", SimpleNamespace(arch="resnet20", shortcut="B"))
     model = resumed["model"]
     assert [n for n, _ in model.named_modules()] == [n for n, _ in ticket.named_modules()]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ticket.state_dict().values()))
@@ -242,14 +242,15 @@ def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, capl
     data = (cut / STATE).read_bytes()
     (cut / STATE).write_bytes(data[: len(data) // 2])
     storage = storage_module.Storage(tmp_path)
-    assert resume_state(None, storage, "new") is None
+    config = SimpleNamespace(arch="resnet20", shortcut="B")
+    assert resume_state(None, storage, "new", config) is None
     with caplog.at_level(logging.WARNING, logger="layerlth"):
-        assert resume_state(None, storage, "abc")["epoch"] == 3
+        assert resume_state(None, storage, "abc", config)["epoch"] == 3
     assert "checkpoint_000003" in caplog.text
     given = tune.Checkpoint.from_directory(str(save(tmp_path / "given", 2)))
-    assert resume_state(given, storage, "abc")["epoch"] == 3  # Tune's snapshot knew an older one
+    assert resume_state(given, storage, "abc", config)["epoch"] == 3  # Tune's snapshot knew an older one
     newer = tune.Checkpoint.from_directory(str(save(tmp_path / "newer", 5)))
-    assert resume_state(newer, storage, "abc")["epoch"] == 5
+    assert resume_state(newer, storage, "abc", config)["epoch"] == 5
 
 
 # --- the store: a damaged record is named, set aside and rerun -------------------------------------

@@ -32,10 +32,15 @@ def describe(model, arch, shortcut="B"):
     return description
 
 
-def rebuild(description):
-    """A network of the described shape (its weights are to be loaded from a state_dict)."""
-    model = build_model(description["arch"], description["num_classes"], description["in_channels"],
-                        description["shortcut"], removed=description["removed"])
+def rebuild(description, arch, shortcut):
+    """A network of the described shape (its weights are to be loaded from a state_dict). The
+    architecture is the caller's, from the trial's own config: a description read from storage only
+    says which of its blocks and filters are gone, and one naming another architecture is refused."""
+    if (description.get("arch"), description.get("shortcut")) != (arch, shortcut):
+        raise ValueError(f"the description is of arch {description.get('arch')!r} (shortcut "
+                         f"{description.get('shortcut')!r}), not of the trial's {arch!r} ({shortcut!r})")
+    model = build_model(arch, int(description["num_classes"]), int(description["in_channels"]), shortcut,
+                        removed=[str(name) for name in description["removed"]])
     widths = _filters(model)
-    narrowed = {name: list(range(n, widths[name])) for name, n in description["filters"].items()}
+    narrowed = {name: list(range(int(n), widths[name])) for name, n in description["filters"].items()}
     return remove_filters(model, narrowed) if narrowed else model

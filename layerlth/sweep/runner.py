@@ -5,8 +5,13 @@ so that none is trained twice and no slot waits for a dense run it does not read
 Results live in `<storage>/<name>/`, a local directory or an object store URI that every node
 reaches: `trials/<trial hash>/result.json` (the record that makes a relaunch skip a finished
 trial), `results.csv` / `results.parquet` (rebuilt as trials finish), `dense/` (the shared dense
-runs), `tune/` (Ray's experiments, which `--resume` restores) and, on local storage, `wandb/`
-(offline W&B runs). One driver at a time holds a local sweep directory (`.driver.lock`).
+runs), `tune/` (Ray's experiments and the trials' weights-only checkpoints) and, on local storage,
+`wandb/` (offline W&B runs). One driver at a time holds a local sweep directory (`.driver.lock`).
+
+Resuming reads nothing that Ray pickled: the work still to do is rebuilt from the grid and the
+stored records (plain JSON), and relaunched as a new Tune experiment, in which each trial continues
+from the newest checkpoint it left under `tune/` (tensors and plain data, `tune_trial.resume_state`).
+`--resume` and a plain relaunch are the same; the flag only reports what is resumed.
 """
 
 import contextlib
@@ -21,6 +26,7 @@ from layerlth.storage import Storage, is_uri
 from layerlth.sweep.driver_lock import DriverLock
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
+from layerlth.sweep.late_similarity import fill_similarity
 from layerlth.sweep.schedule import flops_duration, jobs, schedule_table
 from layerlth.sweep.store import StoreFailed, SweepStore
 from layerlth.sweep.tracking import resolve_mode
@@ -71,7 +77,7 @@ def check_cluster(args):
 
 
 def run_sweep(job_list, args, root, store):
-    """One Tune experiment for every job; with --resume, first the killed sweep's own experiment."""
+    """One new Tune experiment for every job; interrupted trials continue from their checkpoints."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -83,16 +89,7 @@ def run_sweep(job_list, args, root, store):
     tune_dir = root.child("tune")
     resources = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
     callbacks = [StoreResults(store), JsonLoggerCallback(), CSVLoggerCallback()]
-    latest = tune_dir.read_bytes("latest").decode() if tune_dir.exists("latest") else None
-    if args.resume and latest and tune.Tuner.can_restore(tune_dir.path(latest)):
-        print(f"resuming {tune_dir.path(latest)}")
-        tune.Tuner.restore(tune_dir.path(latest), trainable=resources, resume_errored=True).fit()
-        check_store(store)
-        job_list = [job for job in job_list if not store.finished(job.config.hash())]
-        if not job_list:
-            return
     name = experiment_name("sweep")
-    tune_dir.write_bytes("latest", name.encode())
     sweep = {"name": args.name, "root": root.location, "checkpoint_every": args.checkpoint_every,
              "wandb_mode": args.wandb_mode, "wandb_project": args.wandb_project, "wandb_entity": args.wandb_entity}
     params = [{"point": {"id": job.config.hash(), "label": job.label, "trial": job.config.to_dict(),
@@ -133,6 +130,14 @@ def check_store(store):
         raise StoreFailed(f"the sweep stopped: writing to {store.root} failed\n{lines}\nEvery stored record is "
                           f"intact; trials whose record is missing run again. Free the space (or fix the "
                           f"mount), then relaunch with --resume.")
+
+
+def resume_note(todo, root):
+    """What --resume picks up: the trials to run and how many left checkpoints (names only, no load)."""
+    left = {name.split("/")[2] for name in root.glob("tune/*/*/checkpoint_*/state.pt")}
+    started = sum(job.config.hash() in left for job in todo)
+    return (f"resuming {root.location}: {len(todo)} trials to run in a new Tune experiment, {started} of them "
+            f"from the newest checkpoint they left under tune/")
 
 
 def record_unrun(job_list, store):
@@ -183,10 +188,15 @@ def run(args):
         job_list = jobs(entries)
         todo = [job for job in job_list if not store.finished(job.config.hash())]
         print(f"{len(job_list)} trials: {len(job_list) - len(todo)} already finished, {len(todo)} to run")
+        if args.resume:
+            print(resume_note(todo, root))
         if todo:
             start_ray(args)
             run_sweep(todo, args, root, store)
             record_unrun(todo, store)
+        filled = fill_similarity(store)
+        if filled:
+            print(f"cka_vs_dense filled in for {filled} tickets that finished before their dense run")
         frame = store.write_table()
     print(summary(store, [c.hash() for _, c in entries]))
     print(f"results: {store.csv_path} (and results.parquet)")

@@ -2,14 +2,13 @@
 filter trials at once, an after-training ticket as soon as its own dense run is stored, and one
 trial at a time per dense run (its owner), on whichever node Tune places it (`schedule.jobs`)."""
 
-import pickle
 import time
 
 from ray.tune.search import Searcher
 
 from layerlth.dense_runs import DenseRun
 from layerlth.sweep.schedule import ready
-from layerlth.trial import training_recipe
+from layerlth.recipes import training_recipe
 
 # how often a waiting ticket looks for its dense run in storage, besides when a dense trial ends
 RECHECK_SECONDS = 30
@@ -64,10 +63,8 @@ class DenseRunGate(Searcher):
             self.stored.add(self.jobs[i].owns)
 
     def save(self, checkpoint_path):
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.__dict__, handle)
+        """Nothing to save: a relaunch rebuilds the gate from the grid and the stored records."""
 
     def restore(self, checkpoint_path):
-        with open(checkpoint_path, "rb") as handle:
-            self.__dict__.update(pickle.load(handle))
-        self.checked = 0.0  # monotonic clocks differ between processes
+        raise NotImplementedError("layerlth never restores a pickled searcher: relaunch the grid (--resume), "
+                                  "which rebuilds what is left from the stored records")

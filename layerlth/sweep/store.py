@@ -33,6 +33,11 @@ class SweepStore:
     def result_name(trial_id):
         return f"trials/{trial_id}/result.json"
 
+    @staticmethod
+    def weights_name(trial_id):
+        """A finished ticket's final weights (a state_dict and which blocks and filters it lacks)."""
+        return f"trials/{trial_id}/weights.pt"
+
     def result(self, trial_id):
         return self._read(self.result_name(trial_id))
 

@@ -3,7 +3,9 @@
 Every epoch is reported to Tune; every `checkpoint_every` epochs (and the last) the report carries
 a `tune.Checkpoint` with the weights (a state_dict), a plain description of the ticket's
 architecture, the optimizer state, epoch and history, so a retried or resumed trial continues from
-there. Checkpoints load with `weights_only=True`: one planted in the storage cannot run code.
+there. Checkpoints load with `weights_only=True`, and the network is rebuilt from the trial's own
+config (the file only says which blocks and filters are gone): one planted in the storage cannot
+run code, nor make a worker build or import anything else.
 A trial resumes from the most trained of Tune's checkpoint and those it left in the sweep's tune/
 folder: Tune's experiment snapshot lags the trials by seconds, so a driver killed in between would
 otherwise restart a trial from an older checkpoint, or from scratch.
@@ -15,7 +17,6 @@ import io
 import json
 import logging
 import os
-import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -25,68 +26,48 @@ import torch
 from ray import tune
 
 from layerlth.config import TrialConfig
-from layerlth.models.architecture import describe, rebuild
+from layerlth.recipes import training_recipe
 from layerlth.sweep import tracking
 from layerlth.sweep.store import SweepStore
-from layerlth.trial import run_trial, training_recipe
+from layerlth.sweep.trial_state import UnsafeCheckpoint, checkpoint_state, load_state, ticket_weights  # noqa: F401
+from layerlth.trial import run_trial
 
 STATE = "state.pt"
 log = logging.getLogger("layerlth")
 
 
-class UnsafeCheckpoint(RuntimeError):
-    """A checkpoint holding more than tensors and plain data (or not a checkpoint at all)."""
-
-
-def checkpoint_state(state, config, attempts, nodes=()):
-    return {"state_dict": state.model.state_dict(), "architecture": describe(state.model, config.arch, config.shortcut),
-            "optimizer": state.optimizer.state_dict(), "epoch": state.epoch, "history": state.history,
-            "context": {**state.context, "attempts": attempts, "attempt_nodes": list(nodes)}}
-
-
-def load_state(path, source=None):
-    """The checkpoint at `path` (or in the file object `source`) as `run_trial`'s `resume`: the
-    model rebuilt from its description."""
-    try:
-        state = torch.load(source or path, map_location="cpu", weights_only=True)
-        model = rebuild(state["architecture"])
-        model.load_state_dict(state["state_dict"])
-    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError) as error:
-        raise UnsafeCheckpoint(f"checkpoint {path} is not a layerlth checkpoint of tensors and plain data; "
-                               f"refusing to load it ({type(error).__name__}: {str(error).splitlines()[0]})") from error
-    return {**state, "model": model}
-
-
-def load_checkpoint(checkpoint):
+def load_checkpoint(checkpoint, config):
     with checkpoint.as_directory() as directory:
-        return load_state(Path(directory) / STATE)
+        return load_state(Path(directory) / STATE, config)
 
 
-def left_states(storage, trial_id):
+def left_states(storage, trial_id, config):
     """The checkpoints trial `trial_id` left under the sweep's tune/ folder, by any attempt. One cut
     short by a kill (or not ours) is skipped with a warning: an older one is still there."""
     for name in storage.glob(f"tune/*/{trial_id}/checkpoint_*/{STATE}"):
         try:
-            yield load_state(storage.path(name), io.BytesIO(storage.read_bytes(name)))
+            yield load_state(storage.path(name), config, io.BytesIO(storage.read_bytes(name)))
         except (UnsafeCheckpoint, OSError) as error:
             log.warning("skipping %s: %s", storage.path(name), error)
 
 
-def resume_state(checkpoint, storage, trial_id):
-    """The most trained of Tune's `checkpoint` and the ones left on storage; None for a fresh start."""
-    best = load_checkpoint(checkpoint) if checkpoint else None
-    for state in left_states(storage, trial_id):
+def resume_state(checkpoint, storage, trial_id, config):
+    """The most trained of Tune's `checkpoint` (one this experiment wrote) and the ones left on
+    storage by any attempt; None for a fresh start."""
+    best = load_checkpoint(checkpoint, config) if checkpoint else None
+    for state in left_states(storage, trial_id, config):
         if best is None or state["epoch"] > best["epoch"]:
             best = state
     return best
 
 
 class Reporter:
-    """Trial callback: metrics to Tune and W&B each epoch, a checkpoint every `every` epochs."""
+    """Trial callback: metrics to Tune and W&B each epoch, a checkpoint every `every` epochs; a
+    ticket's final weights beside its record (the driver computes its CKA once the dense run lands)."""
 
-    def __init__(self, every, last_epoch, run, attempts, config, nodes=()):
+    def __init__(self, every, last_epoch, run, attempts, config, nodes=(), store=None, trial_id=None):
         self.every, self.last_epoch, self.run, self.attempts = every, last_epoch, run, attempts
-        self.config, self.nodes = config, nodes
+        self.config, self.nodes, self.store, self.trial_id = config, nodes, store, trial_id
 
     def __call__(self, state):
         if state.metrics is None:
@@ -97,6 +78,8 @@ class Reporter:
         if state.epoch % self.every and state.epoch != self.last_epoch:
             tune.report(metrics)
             return
+        if state.epoch == self.last_epoch and self.store is not None and not self.config.is_dense:
+            self.store.storage.write_bytes(self.store.weights_name(self.trial_id), ticket_weights(state, self.config))
         with tempfile.TemporaryDirectory() as directory:
             torch.save(checkpoint_state(state, self.config, self.attempts, self.nodes), Path(directory) / STATE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
@@ -132,13 +115,14 @@ def trainable(params):
         return
     config = TrialConfig.from_dict(point["trial"])
     _test_failure(point, store.storage)
-    resume = resume_state(tune.get_checkpoint(), store.storage, point["id"])
+    resume = resume_state(tune.get_checkpoint(), store.storage, point["id"], config)
     attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
     nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [node_id()]
     started = time.time()  # W&B's start (up to its timeout on a dead network) is part of the trial's time
     run = tracking.start_run(config, sweep["name"], sweep["wandb_mode"], sweep["wandb_project"],
                              sweep.get("wandb_entity"), wandb_dir(store.storage, sweep["wandb_mode"]))
-    reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config, nodes)
+    reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config, nodes,
+                        store, point["id"])
     result = run_trial(config, callbacks=[reporter], resume=resume)
     result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "attempt_nodes": nodes,
                "wall_seconds": time.time() - started, "worker_pid": os.getpid(),
