@@ -7,7 +7,7 @@ weights file it promises exist and load; a run missing any of them is trained ag
 as tensors only (`weights_only=True`): a planted file cannot run code. `dense_dir` is a local path
 or an object store URI (`layerlth.storage`). On a local path a file lock makes concurrent trials
 that need the same run wait for one training instead of each doing their own; across the nodes of
-a sweep the driver lets one trial at a time own a dense run (`layerlth.sweep.scheduler`).
+a sweep the driver lets one trial at a time own a dense run (`layerlth.sweep.dense_gate`).
 """
 
 import contextlib

@@ -1,5 +1,5 @@
 """Runs a grid on Ray Tune without a phase barrier: dense, at-init and filter trials start at once,
-and each after-training ticket as soon as its own dense run is stored (`scheduler.DenseRunGate`),
+and each after-training ticket as soon as its own dense run is stored (`dense_gate.DenseRunGate`),
 so that none is trained twice and no slot waits for a dense run it does not read.
 
 Results live in `<storage>/<name>/`, a local directory or an object store URI that every node
@@ -27,7 +27,7 @@ from layerlth.sweep.driver_lock import DriverLock
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
 from layerlth.sweep.late_similarity import fill_similarity
-from layerlth.sweep.schedule import flops_duration, jobs, schedule_table
+from layerlth.sweep.jobs import flops_duration, jobs, schedule_table
 from layerlth.sweep.store import StoreFailed, SweepStore
 from layerlth.sweep.tracking import resolve_mode
 from layerlth.summary import summary as trial_summary
@@ -82,7 +82,7 @@ def run_sweep(job_list, args, root, store):
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from layerlth.sweep.callbacks import StopWhenStoreFails, StoreResults, failures
-    from layerlth.sweep.scheduler import DenseRunGate
+    from layerlth.sweep.dense_gate import DenseRunGate
     from layerlth.sweep.tune_trial import trainable
 
     failures(store.root).clear()

@@ -1,13 +1,13 @@
 """The Tune searcher that hands out a sweep's trials without a phase barrier: dense, at-init and
 filter trials at once, an after-training ticket as soon as its own dense run is stored, and one
-trial at a time per dense run (its owner), on whichever node Tune places it (`schedule.jobs`)."""
+trial at a time per dense run (its owner), on whichever node Tune places it (`jobs.jobs`)."""
 
 import time
 
 from ray.tune.search import Searcher
 
 from layerlth.dense_runs import DenseRun
-from layerlth.sweep.schedule import ready
+from layerlth.sweep.jobs import ready
 from layerlth.recipes import training_recipe
 
 # how often a waiting ticket looks for its dense run in storage, besides when a dense trial ends
