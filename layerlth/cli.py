@@ -88,6 +88,25 @@ def report(args):
     run_report(args)
 
 
+def search(args):
+    """A grid's depth searches in this process, one trial after the other (no Ray)."""
+    from pathlib import Path
+
+    from layerlth.storage import Storage
+    from layerlth.sweep.driver_lock import DriverLock
+    from layerlth.sweep.grid import load_grid
+    from layerlth.sweep.local_search import run_searches
+    from layerlth.sweep.search_specs import searches
+
+    grid = load_grid(args.grid)
+    found = searches(grid)
+    if not found:
+        raise ValueError(f"grid {args.grid} has no 'searches' entry; `sweeps/run.py` runs its studies")
+    root = Storage(Path(args.storage) / (args.name or grid["name"]))
+    with DriverLock(root.location):
+        run_searches(found, root)
+
+
 def demo(args):
     from layerlth.demo import main
 
@@ -124,6 +143,12 @@ def parser():
                             description=REPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_report_arguments(p)
     p.set_defaults(run=report)
+
+    p = commands.add_parser("search", help="a grid's depth searches (the largest p that still wins), without Ray")
+    p.add_argument("--grid", required=True, help="built-in grid name or path to a YAML grid with 'searches'")
+    p.add_argument("--storage", default="results/sweeps", help="where sweeps live (default: results/sweeps)")
+    p.add_argument("--name", help="the search's folder under --storage (default: the grid's name)")
+    p.set_defaults(run=search)
 
     p = commands.add_parser("demo", help="dense vs GraSP and SNIP tickets on the digits, as a table")
     p.add_argument("--epochs", type=int, default=15)

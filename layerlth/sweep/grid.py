@@ -67,22 +67,27 @@ def load_grid(name_or_path):
         grid = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
         raise GridError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(grid, dict) or not isinstance(grid.get("studies"), list) or not grid["studies"]:
-        raise GridError(f"{path}: a grid needs a non-empty 'studies' list (and optional 'name', 'defaults')")
-    unknown = sorted(set(grid) - {"name", "defaults", "studies", "description"})
+    lists = [grid.get(k) for k in ("studies", "searches")] if isinstance(grid, dict) else [None]
+    if any(v is not None and not isinstance(v, list) for v in lists) or not any(lists):
+        raise GridError(f"{path}: a grid needs a non-empty 'studies' or 'searches' list (and optional 'name', "
+                        f"'defaults')")
+    unknown = sorted(set(grid) - {"name", "defaults", "studies", "searches", "description"})
     if unknown:
-        raise GridError(f"{path}: unknown top-level keys {unknown}; allowed: name, description, defaults, studies")
+        raise GridError(f"{path}: unknown top-level keys {unknown}; allowed: name, description, defaults, "
+                        f"studies, searches")
     grid.setdefault("name", path.stem)
+    grid.setdefault("studies", [])
+    grid.setdefault("searches", [])
     return grid
 
 
 TEST_SWITCH = "_test_fail"  # test-only study key: "once" or "always" makes its trials fail
 
 
-def _axes(entry, where):
+def _axes(entry, where, extra=()):
     if not isinstance(entry, dict):
         raise GridError(f"{where}: must be a mapping of trial fields, got {entry!r}")
-    entry = {k: v for k, v in entry.items() if k != TEST_SWITCH}
+    entry = {k: v for k, v in entry.items() if k not in (TEST_SWITCH, *extra)}
     unknown = sorted(set(entry) - _KNOWN)
     if unknown:
         raise GridError(f"{where}: unknown fields {unknown}; allowed: {sorted(_KNOWN)}")

@@ -19,14 +19,18 @@ import logging
 import os
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from layerlth.config import DEFAULT_DENSE_DIR, TrialConfig
+from layerlth.depth_search import summary as search_summary
 from layerlth.storage import Storage, is_uri
 from layerlth.sweep.driver_lock import DriverLock
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
 from layerlth.sweep.late_similarity import fill_similarity
+from layerlth.sweep.search_report import format_summary, grid_configs, price_table, save_summaries
+from layerlth.sweep.search_specs import searches
 from layerlth.sweep.jobs import flops_duration, jobs, schedule_table
 from layerlth.sweep.store import StoreFailed, SweepStore
 from layerlth.sweep.tracking import resolve_mode
@@ -76,36 +80,60 @@ def check_cluster(args):
             raise GridError(f"each trial needs {need} {name} but the Ray cluster has {available.get(name, 0)}")
 
 
+def trial_params(args, root):
+    """`params(label, config)`: the Tune config of a trial of this sweep."""
+    sweep = {"name": args.name, "root": root.location, "checkpoint_every": args.checkpoint_every,
+             "wandb_mode": args.wandb_mode, "wandb_project": args.wandb_project, "wandb_entity": args.wandb_entity}
+
+    def params(label, config):
+        return {"point": {"id": config.hash(), "label": label, "trial": config.to_dict(),
+                          "test_fail": args.test_fail.get(config.hash())}, "sweep": sweep}
+    return params
+
+
 def run_sweep(job_list, args, root, store):
-    """One new Tune experiment for every job; interrupted trials continue from their checkpoints."""
+    """The studies' trials: one new Tune experiment, gated on dense runs (`dense_gate`)."""
+    from layerlth.sweep.dense_gate import DenseRunGate
+
+    params = trial_params(args, root)
+    gate = DenseRunGate(job_list, [params(job.label, job.config) for job in job_list])
+    run_experiment(gate, len(job_list), args, root, store)
+
+
+def run_searches(search_list, args, root, store):
+    """The depth searches' trials: one new Tune experiment whose searcher replays each search."""
+    from layerlth.sweep.depth_searcher import DepthSearcher
+
+    searcher = DepthSearcher(search_list, store, trial_params(args, root))
+    if searcher.pending():
+        run_experiment(searcher, sum(len(grid_configs(s)) for s in search_list), args, root, store)
+    return searcher
+
+
+def run_experiment(searcher, num_samples, args, root, store):
+    """One new Tune experiment; interrupted trials continue from their checkpoints."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from layerlth.sweep.callbacks import StopWhenStoreFails, StoreResults, failures
-    from layerlth.sweep.dense_gate import DenseRunGate
     from layerlth.sweep.tune_trial import trainable
 
     failures(store.root).clear()
     tune_dir = root.child("tune")
     resources = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
     callbacks = [StoreResults(store), JsonLoggerCallback(), CSVLoggerCallback()]
-    name = experiment_name("sweep")
-    sweep = {"name": args.name, "root": root.location, "checkpoint_every": args.checkpoint_every,
-             "wandb_mode": args.wandb_mode, "wandb_project": args.wandb_project, "wandb_entity": args.wandb_entity}
-    params = [{"point": {"id": job.config.hash(), "label": job.label, "trial": job.config.to_dict(),
-                         "test_fail": args.test_fail.get(job.config.hash())}, "sweep": sweep} for job in job_list]
     tuner = tune.Tuner(
         resources,
         tune_config=tune.TuneConfig(
-            search_alg=DenseRunGate(job_list, params), num_samples=len(job_list),
+            search_alg=searcher, num_samples=num_samples,
             max_concurrent_trials=args.max_concurrent or None,
             reuse_actors=args.reuse_workers,  # a worker's start-up (seconds) paid once, not per trial
             trial_name_creator=lambda t: f"{t.config['point']['trial']['kind']}-{t.config['point']['id']}",
             trial_dirname_creator=lambda t: t.config["point"]["id"],
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=tune_dir.location, callbacks=callbacks, verbose=args.verbose,
-            stop=StopWhenStoreFails(store.root),
+            name=experiment_name("sweep"), storage_path=tune_dir.location, callbacks=callbacks,
+            verbose=args.verbose, stop=StopWhenStoreFails(store.root),
             progress_reporter=status_table(),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -140,6 +168,18 @@ def resume_note(todo, root):
             f"from the newest checkpoint they left under tune/")
 
 
+def report_searches(searcher, store):
+    """Each search's p* and cost, printed and kept in `searches.json`; a failed search says why."""
+    found = []
+    for search in searcher.searches:
+        if search.label in searcher.failed:
+            print(f"{search.label}: stopped: {searcher.failed[search.label]}")
+            continue
+        found.append(search_summary(search, searcher.records) | {"trained_now": searcher.asked[search.label]})
+        print(format_summary(found[-1]))
+    save_summaries(store, found)
+
+
 def record_unrun(job_list, store):
     """Tickets whose dense run never got stored (its dense trial errored) get an errored record."""
     for job in job_list:
@@ -166,21 +206,27 @@ def run(args):
     root = Storage(args.results_dir or (f"{storage.rstrip('/')}/{args.name}" if is_uri(storage)
                                         else Path(storage) / args.name))
     entries = expand(grid)
-    check_data([c for _, c in entries if c.dataset.endswith(".npz")])  # cheap, and the dry run reads them
+    search_list = searches(grid)
+    bases = [s.base for s in search_list]
+    check_data([c for c in [c for _, c in entries] + bases if c.dataset.endswith(".npz")])  # the dry run reads them
     if args.dry_run:
-        print(f"grid {args.grid}: {len(entries)} trials")
-        print(dry_run_table(entries, args.assumed_tflops))
-        if args.slots:
-            print(schedule_table(entries, args.slots, flops_duration(args.assumed_tflops)))
+        if entries:
+            print(f"grid {args.grid}: {len(entries)} trials")
+            print(dry_run_table(entries, args.assumed_tflops))
+            if args.slots:
+                print(schedule_table(entries, args.slots, flops_duration(args.assumed_tflops)))
+        if search_list:
+            print(price_table(search_list))
         return 0
     check_resources(args)
-    check_data([c for _, c in entries if not c.dataset.endswith(".npz")])
+    check_data([c for c in [c for _, c in entries] + bases if not c.dataset.endswith(".npz")])
     args.wandb_mode = resolve_mode(args.wandb)
     failing = failing_trials(grid)
     prepared = prepare(entries, args, root)
     args.test_fail = {new.hash(): failing[old.hash()] for (_, old), (_, new) in zip(entries, prepared)
                       if old.hash() in failing}
     entries = prepared
+    search_list = [replace(s, base=prepare([(s.label, s.base)], args, root)[0][1]) for s in search_list]
     store = SweepStore(root)
     print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")
     # one driver per local sweep directory; on an object store there is no lock to take
@@ -194,6 +240,9 @@ def run(args):
             start_ray(args)
             run_sweep(todo, args, root, store)
             record_unrun(todo, store)
+        if search_list:
+            start_ray(args)
+            report_searches(run_searches(search_list, args, root, store), store)
         filled = fill_similarity(store)
         if filled:
             print(f"cka_vs_dense filled in for {filled} tickets that finished before their dense run")

@@ -1,0 +1,152 @@
+"""Depth search without Ray: the rounds it proposes on scripted results, its rebuild from records,
+its bad input, and a real search without Ray sharing its trials with a grid."""
+
+import json
+
+import pytest
+
+from layerlth.config import TrialConfig
+from layerlth.depth_search import Search, bounds, next_points, replay, summary
+from layerlth.sweep.grid import GridError
+from layerlth.sweep.search_report import price, points_visited
+from layerlth.sweep.search_specs import searches
+
+BASE = TrialConfig(kind="at_init", arch="resnet32", dataset="digits", criterion="grasp", epochs=2)
+
+
+def scripted(search, truth, dense=0.80):
+    """Records of every trial the search could ask for: the ticket at p has accuracy truth(p, seed)."""
+    records = {}
+    for seed in search.seeds:
+        records[search.dense(seed).hash()] = {"status": "finished", "final_test_acc": dense, "epochs_trained": 2}
+        for p in range(search.low, search.high + 1):
+            records[search.ticket(p, seed).hash()] = {"status": "finished", "final_test_acc": truth(p, seed),
+                                                      "epochs_trained": 2, "macs_reduction": p / 20}
+    return records
+
+
+def run(search, records):
+    asked = []
+    while True:
+        rounds, _, _, pending = replay(search, {h: records[h] for h in asked})
+        if not pending:
+            return summary(search, {h: records[h] for h in asked}), rounds, asked
+        asked += [c.hash() for c in pending]
+
+
+def make(width=1, seeds=(0, 1), low=1, high=9, xi=0.0):
+    return Search("s", BASE, seeds, low, high, xi, width)
+
+
+def test_monotone_binary_search_finds_the_boundary():
+    search = make()
+    found, rounds, asked = run(search, scripted(search, lambda p, s: 0.81 if p <= 4 else 0.70))
+    assert rounds == [[5], [2], [4]] and found["p_star"] == 4 and not found["contradictions"]
+    assert found["visited"] == {2: True, 4: True, 5: False}
+    assert found["at_p_star"]["p"] == 4 and found["above_p_star"]["p"] == 5
+    assert found["at_p_star"]["diff_points"] == pytest.approx(1.0)
+    assert found["trials"] == len(asked) == 2 * (1 + 3) and found["grid_trials"] == 2 * 10
+    assert found["epochs"] == 2 * found["trials"] and found["grid_epochs"] == 2 * found["grid_trials"]
+
+
+def test_non_monotone_results_are_reported_not_hidden():
+    search = make(width=2)
+    wins = {1, 2, 7}
+    found, rounds, _ = run(search, scripted(search, lambda p, s: 0.81 if p in wins else 0.70))
+    assert rounds[0] == [3, 7]  # a 3-ary split of 1..9
+    assert found["p_star"] == 2 and found["contradictions"] == [7]
+    assert found["above_p_star"]["p"] == 3
+
+
+def test_all_win_and_none_win():
+    search = make()
+    assert run(search, scripted(search, lambda p, s: 0.80))[0]["p_star"] == 9  # a tie wins at xi = 0
+    found = run(search, scripted(search, lambda p, s: 0.5))[0]
+    assert found["p_star"] is None and found["at_p_star"] is None and found["above_p_star"]["p"] == 1
+
+
+def test_xi_points_and_std_rules():
+    lose_by_half = lambda p, s: 0.795 if p <= 6 else 0.70  # noqa: E731 (0.5 points behind up to p=6)
+    assert run(make(xi=0.0), scripted(make(), lose_by_half))[0]["p_star"] is None
+    assert run(make(xi=1.0), scripted(make(), lose_by_half))[0]["p_star"] == 6
+    search = make(xi="std")
+    records = scripted(search, lose_by_half)
+    for seed, acc in ((0, 0.79), (1, 0.81)):  # dense std 1.41 points
+        records[search.dense(seed).hash()]["final_test_acc"] = acc
+    assert run(search, records)[0]["p_star"] == 6
+
+
+def test_rebuild_from_records_asks_the_same_trials_and_no_finished_one_again():
+    search = make()
+    records = scripted(search, lambda p, s: 0.81 if p <= 6 else 0.70)
+    _, rounds, asked = run(search, records)
+    partial = {h: records[h] for h in asked[:5]}  # killed during the second round
+    again_rounds, _, _, pending = replay(search, partial)
+    assert again_rounds == rounds[:2] and {c.hash() for c in pending} == set(asked[4:6]) - set(partial)
+    assert not set(c.hash() for c in pending) & set(partial)
+
+
+def test_stopped_early_and_errored_tickets_are_losses():
+    search = make()
+    records = scripted(search, lambda p, s: 0.81)
+    records[search.ticket(5, 1).hash()] = {"status": "stopped_early", "final_test_acc": None}
+    found = run(search, records)[0]
+    assert found["visited"][5] is False and found["p_star"] == 4
+
+
+def test_price_counts_trials_against_the_grid():
+    search = make()
+    assert points_visited(search, 4) == [2, 4, 5]
+    cost = price(search)
+    assert cost["grid_trials"] == 20 and cost["worst_trials"] == 2 * (1 + 4)
+    assert 2 * (1 + 3) <= cost["expected_trials"] <= cost["worst_trials"]
+    assert cost["expected_gpu_hours"] < 0.5 * cost["grid_gpu_hours"]
+
+
+def test_bounds_and_points_stay_inside_the_interval():
+    search = make(width=3, high=21)
+    for outcomes in ({}, {5: True, 16: False}, {10: True, 12: False}, {3: False}):
+        a, b = bounds(search, outcomes)
+        assert all(a < p < b for p in next_points(search, outcomes))
+
+
+SEARCH_GRID = "defaults: {dataset: digits, epochs: 1, recipe: he2016}\nsearches:\n  - %s\n"
+BAD = [
+    ("{arch: resnet32, range: [0, 3]}", r"searches\[0\] .*range=\[0, 3\] is outside what resnet32 allows: 1 <= low <= high <= 9"),
+    ("{arch: resnet32, range: [2, 12]}", r"range=\[2, 12\] is outside .* <= 9"),
+    ("{arch: resnet32, range: 3}", r"range=3: expected \[low, high\]"),
+    ("{arch: resnet32, xi: -1}", r"xi=-1: expected a number of points >= 0 or 'std'"),
+    ("{arch: resnet32, xi: sometimes}", r"xi='sometimes': expected a number"),
+    ("{arch: resnet32, xi: std, seed: [0]}", r"xi='std' needs at least 2 seeds"),
+    ("{arch: resnet32, width: 0}", r"width=0: expected an integer >= 1"),
+    ("{arch: resnet32, kind: dense}", r"kind='dense' cannot remove blocks"),
+    ("{arch: resnet32, p: 3}", r"p=3: a search chooses p itself"),
+    ("{arch: resnet32, criterion: [grasp, nope]}", r"searches\[0\] \(.*criterion=nope\): unknown criterion"),
+]
+
+
+@pytest.mark.parametrize("entry, message", BAD)
+def test_bad_search_entries_are_named_before_anything_runs(tmp_path, entry, message):
+    from layerlth.sweep.grid import load_grid
+
+    path = tmp_path / "g.yaml"
+    path.write_text(SEARCH_GRID % entry)
+    with pytest.raises(GridError, match=message):
+        searches(load_grid(str(path)))
+
+
+def test_search_without_ray_relaunched_looks_up_every_trial(tmp_path, capsys):
+    from layerlth.cli import main
+
+    grid = tmp_path / "tiny.yaml"
+    grid.write_text("name: tiny\ndefaults: {dataset: digits, arch: resnet20, recipe: he2016, epochs: 1, "
+                    "train_subset: 128, score_batches: 1, emissions: false, device: cpu}\n"
+                    "searches:\n  - {criterion: snip, seed: [0], range: [1, 3]}\n")
+    main(["search", "--grid", str(grid), "--storage", str(tmp_path / "store")])
+    out = capsys.readouterr().out
+    found = json.loads((tmp_path / "store" / "tiny" / "searches.json").read_text())[0]
+    assert found["trained_now"] == found["trials"] == 1 + len(found["visited"])
+    assert f"p* = {found['p_star']}" in out or "p* = none" in out
+    main(["search", "--grid", str(grid), "--storage", str(tmp_path / "store")])  # relaunch: all looked up
+    again = json.loads((tmp_path / "store" / "tiny" / "searches.json").read_text())[0]
+    assert again["trained_now"] == 0 and again["p_star"] == found["p_star"] and again["rounds"] == found["rounds"]
