@@ -1,0 +1,71 @@
+"""A depth search on a real (local) Ray: the driver killed mid-search and resumed ends with the same
+p* as the same search uninterrupted, trains no finished trial again and unpickles nothing it reads back."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from test_sweep_ray import power_cut, rows
+from test_sweep_resume import Payload, plant
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "sweeps"))
+import run as sweep_cli  # noqa: E402
+
+GRID = """
+name: deep
+defaults: {dataset: digits, arch: resnet20, recipe: he2016, epochs: 3, score_batches: 1, emissions: false,
+           train_subset: 512}
+searches:
+  - {criterion: grasp, seed: [0, 1], range: [1, 3]}
+"""
+
+
+@pytest.mark.slow  # two searches of 6-8 short trials and a kill, about 2 minutes on 2 cores
+def test_killed_search_resumes_to_the_same_p_star(ray_session, tmp_path, capsys):
+    grid = tmp_path / "deep.yaml"
+    grid.write_text(GRID)
+    storage, root = tmp_path / "store", tmp_path / "store" / "deep"
+    argv = ["--grid", str(grid), "--storage", str(storage), "--no-wandb", "--max-concurrent", "2"]
+    # the same search uninterrupted, with the same threads per trial (results depend on them)
+    assert sweep_cli.main([*argv[:3], str(tmp_path / "plain"), *argv[4:]]) == 0
+    plain = json.loads((tmp_path / "plain" / "deep" / "searches.json").read_text())[0]
+    env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="ray", dir="/tmp"), PYTHONUNBUFFERED="1")
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "run.py"), *argv, "--num-cpus", "2"],
+                              env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while time.time() < deadline and driver.poll() is None:  # kill once the first round is stored
+        if (root / "trials").is_dir() and len(rows(root)) >= 4:
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"the search never got past its first round:\n{(tmp_path / 'driver.log').read_text()[-3000:]}")
+    power_cut(driver.pid)
+    driver.wait()
+    before = {t: (root / "trials" / t / "result.json").read_text() for t in rows(root)}
+    assert len(before) < plain["trials"], "the search finished before the kill"
+    marker = tmp_path / "pwned"
+    for path in [p for p in (root / "tune").rglob("*") if p.is_file()]:
+        plant(path, marker)
+
+    capsys.readouterr()
+    assert sweep_cli.main([*argv, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert not marker.exists() and Payload  # nothing planted ran
+    found = json.loads((root / "searches.json").read_text())[0]
+    assert (found["p_star"], found["rounds"], found["visited"]) == (plain["p_star"], plain["rounds"], plain["visited"])
+    assert f"p* = {found['p_star'] if found['p_star'] is not None else 'none'}" in out
+    after = rows(root)
+    assert len(after) == found["trials"] == plain["trials"]  # every trial of the search, once
+    for trial_id, text in before.items():  # finished before the kill: looked up, not trained again
+        assert (root / "trials" / trial_id / "result.json").read_text() == text
+    assert found["trained_now"] == found["trials"] - len(before)
+    plain_accs = {r["trial_id"]: r["final_test_acc"] for r in rows(tmp_path / "plain" / "deep").values()}
+    assert {t: r["final_test_acc"] for t, r in after.items()} == plain_accs  # same trials, same results
