@@ -55,6 +55,10 @@ class TrialConfig:
     pgd_step_size: float = _f(2 / 255, "pgd: step size in [0, 1] pixel units", dense=False)
     pgd_random_start: bool = _f(True, "pgd: start at a uniform random point of the eps ball", dense=False)
     attack_images: int = _f(1000, "fgsm/pgd: attack the first N test images", dense=False)
+    # early stopping of losing tickets (off by default); not in the hash: a stopped trial is redone
+    # in full by a grid without it, and one that was not stopped is the same trial
+    stop_rungs: tuple = _f((), "stop a ticket whose test accuracy trails its stored dense run's by more than stop_margin at these fractions of training, e.g. 0.25 0.5 0.75 (none: off)", nargs="*", type=float, hashed=False, dense=False)
+    stop_margin: float = _f(2.0, "early stopping: test-accuracy points a ticket may trail its dense run at a rung", hashed=False, dense=False)
 
     def non_defaults(self, names=None):
         return {

@@ -96,6 +96,12 @@ def outcome(search, records, p):
     return won, judged
 
 
+def usable(search, record):
+    """A record that decides its point: any, but a stopped one only for a search that stops early
+    (one without early stopping trains that trial in full)."""
+    return record is not None and (record.get("status") != "stopped_early" or bool(search.base.stop_rungs))
+
+
 class SearchError(RuntimeError):
     """A search that cannot go on (its dense runs failed)."""
 
@@ -111,7 +117,7 @@ def replay(search, records):
             return rounds, outcomes, evidence, []
         configs = search.round_configs(points, first)
         rounds.append(points)
-        missing = [c for c in configs if records.get(c.hash()) is None]
+        missing = [c for c in configs if not usable(search, records.get(c.hash()))]
         if missing:
             return rounds, outcomes, evidence, missing
         for p in points:
@@ -161,7 +167,7 @@ def run_search(search, lookup, train, log=print):
             return summary(search, records), trained
         for config in pending:
             record = lookup(config)
-            if record is None:
+            if not usable(search, record):
                 log(f"{search.label}: round {len(rounds)}, p={config.p} seed={config.seed}: training")
                 record = train(config)
                 trained += 1

@@ -36,6 +36,11 @@ def check_device(name):
         raise ValueError("unknown device; allowed: auto, cpu, cuda, cuda:N, mps")
 
 
+def check_rung(fraction):
+    if not 0 < fraction < 1:
+        raise ValueError("a rung is a fraction of training strictly between 0 and 1")
+
+
 # ranges of the TrialConfig fields whose metadata does not carry them
 RANGES = {
     "p": {"min": 0}, "rewind": {"min": 0}, "seed": {"min": 0}, "score_batches": {"min": 1},
@@ -44,6 +49,7 @@ RANGES = {
     "gpu_share": {"min": 0, "max": 1, "exclusive": True}, "rewind_epochs": {"min": 0},
     "checkpoint_epochs": {"min": 0}, "aggregate": {"choices": ("sum", "mean")},
     "shortcut": {"choices": ("A", "B")}, "country": {"check": check_country}, "device": {"check": check_device},
+    "stop_rungs": {"check": check_rung}, "stop_margin": {"min": 0},
 }
 
 

@@ -1,7 +1,8 @@
 """The training loop: SGD over device-side batches, evaluation every epoch, callbacks for the rest.
 
 Checkpointing, progress lines and metric reporting all enter through callbacks, called once before
-the first epoch (metrics None) and after every epoch with an `EpochState`.
+the first epoch (metrics None) and after every epoch with an `EpochState`; a callback that returns
+True stops training after that epoch (early stopping).
 """
 
 import logging
@@ -100,13 +101,17 @@ def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks
             "epoch_seconds": seconds, "images_per_second": seen / seconds,
         }
         history.append(metrics)
-        _call(callbacks, EpochState(epoch + 1, model, optimizer, metrics, history, context))
+        if _call(callbacks, EpochState(epoch + 1, model, optimizer, metrics, history, context)):
+            break
     return history
 
 
 def _call(callbacks, state):
+    """Every callback sees the state; True when one of them asks to stop."""
+    stop = False
     for callback in callbacks:
-        callback(state)
+        stop = bool(callback(state)) or stop
+    return stop
 
 
 def log_progress(state):

@@ -14,6 +14,7 @@ from layerlth.config import TrialConfig
 from layerlth.criteria import AGGREGATES, CRITERIA, check_criterion
 from layerlth.data import Batches, check_dataset, load_dataset
 from layerlth.dense_runs import DenseRun
+from layerlth.early_stop import EarlyStop
 from layerlth.emissions import EmissionsMeter, over_attempts
 from layerlth.fastpath import choose as choose_fast_path
 from layerlth.measure import count_macs, count_params, training_step_bytes
@@ -132,7 +133,12 @@ def ticket_result(config, data, device, callbacks=(), resume=None):
         ticket, facts = resume["model"].to(device), resume["context"]
     else:
         ticket, facts = make_ticket(dense, run, config, data)
-    measured = train_and_measure(ticket, dense, config, data, device, facts["start_epoch"], callbacks, resume, facts)
+    stopper = EarlyStop(config, run, recipe.epochs)
+    measured = train_and_measure(ticket, dense, config, data, device, facts["start_epoch"], [stopper, *callbacks],
+                                 resume, facts)
+    if stopper.evidence:  # a loss, without the evaluations of a finished ticket
+        return {**measured, **facts, "status": "stopped_early", "stop_evidence": stopper.evidence,
+                "dense_run": str(run.directory)}
     facts["cka_vs_dense"] = similarity_to_dense(ticket, config, run, data, device)
     return {**measured, **facts, "dense_run": str(run.directory), **robustness_columns(config, ticket, data, device)}
 

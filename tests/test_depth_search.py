@@ -87,11 +87,18 @@ def test_rebuild_from_records_asks_the_same_trials_and_no_finished_one_again():
 
 
 def test_stopped_early_and_errored_tickets_are_losses():
-    search = make()
+    search = Search("s", TrialConfig.from_dict(BASE.to_dict() | {"stop_rungs": (0.5,)}), (0, 1), 1, 9)
     records = scripted(search, lambda p, s: 0.81)
     records[search.ticket(5, 1).hash()] = {"status": "stopped_early", "final_test_acc": None}
+    records[search.ticket(4, 0).hash()] = {"status": "errored", "final_test_acc": None}
     found = run(search, records)[0]
-    assert found["visited"][5] is False and found["p_star"] == 4
+    assert found["visited"] == {2: True, 3: True, 4: False, 5: False} and found["p_star"] == 3
+    assert found["above_p_star"]["stopped"] == ["errored"]
+    # without early stopping the stopped trial does not count: it is to be trained in full
+    plain = make()
+    _, _, _, pending = replay(plain, {**records, **scripted(plain, lambda p, s: 0.81),
+                                      search.ticket(5, 1).hash(): records[search.ticket(5, 1).hash()]})
+    assert [c.hash() for c in pending] == [search.ticket(5, 1).hash()]
 
 
 def test_price_counts_trials_against_the_grid():
@@ -122,6 +129,8 @@ BAD = [
     ("{arch: resnet32, kind: dense}", r"kind='dense' cannot remove blocks"),
     ("{arch: resnet32, p: 3}", r"p=3: a search chooses p itself"),
     ("{arch: resnet32, criterion: [grasp, nope]}", r"searches\[0\] \(.*criterion=nope\): unknown criterion"),
+    ("{arch: resnet32, stop_rungs: [0.5, 1.2]}", r"stop_rungs=1.2: a rung is a fraction of training strictly between 0"),
+    ("{arch: resnet32, stop_rungs: [0.5], stop_margin: -1}", r"stop_margin=-1: expected a number >= 0"),
 ]
 
 
@@ -150,3 +159,45 @@ def test_search_without_ray_relaunched_looks_up_every_trial(tmp_path, capsys):
     main(["search", "--grid", str(grid), "--storage", str(tmp_path / "store")])  # relaunch: all looked up
     again = json.loads((tmp_path / "store" / "tiny" / "searches.json").read_text())[0]
     assert again["trained_now"] == 0 and again["p_star"] == found["p_star"] and again["rounds"] == found["rounds"]
+
+
+# --- early stopping of losing tickets ---------------------------------------------------------------
+
+def test_early_stopping_stops_a_trailing_ticket_with_its_evidence(tmp_path):
+    from layerlth.dense_runs import DenseRun
+    from layerlth.trial import run_trial
+
+    common = dict(dataset="digits", arch="resnet20", recipe="he2016", epochs=4, train_subset=256, score_batches=1,
+                  emissions=False, device="cpu", dense_dir=str(tmp_path / "dense"))
+    ticket = TrialConfig(kind="at_init", criterion="snip", p=1, stop_rungs=(0.5,), **common)
+    assert ticket.hash() == TrialConfig(kind="at_init", criterion="snip", p=1, **common).hash()  # same trial
+    run_trial(ticket.dense_config())
+    run = DenseRun(ticket, 4)
+    stored = run.result()
+    for h in stored["history"]:  # a dense curve no ticket can follow: 100% from the first epoch
+        h["test_acc"] = 1.0
+    run.save_result(stored)
+
+    stopped = run_trial(ticket)
+    assert stopped["status"] == "stopped_early" and stopped["epochs_trained"] == 2
+    evidence = stopped["stop_evidence"]
+    assert evidence["epoch"] == 2 and evidence["dense_test_acc"] == 1.0 and evidence["behind_points"] > 2
+    assert evidence["ticket_test_acc"] == stopped["history"][-1]["test_acc"]
+    kept = run_trial(TrialConfig.from_dict(ticket.to_dict() | {"stop_margin": 100.0}))
+    assert kept["status"] == "finished" and kept["epochs_trained"] == 4
+
+
+def test_early_verdict_agreement_on_full_curves():
+    from layerlth.early_stop import agreement
+
+    def row(kind, p, seed, curve):
+        return {"status": "finished", "kind": kind, "p": p, "seed": seed, "arch": "resnet20", "final_test_acc": curve[-1],
+                "history": [{"epoch": e + 1, "test_acc": a} for e, a in enumerate(curve)]}
+
+    rows = [row("dense", 0, 0, [0.5, 0.6, 0.7, 0.8]),
+            row("at_init", 1, 0, [0.4, 0.5, 0.6, 0.7]),     # behind at epoch 2, loses: agree
+            row("at_init", 2, 0, [0.4, 0.55, 0.75, 0.85]),  # behind at epoch 2, wins: disagree
+            row("at_init", 3, 0, [0.5, 0.6, 0.7, 0.79])]    # never behind by 2 points, loses: disagree
+    found = agreement(rows, [0.5], 2.0)
+    assert found["tickets"] == 3 and found["stopped"] == 2 and found["stopped_that_lost"] == 1
+    assert found["agree"] == pytest.approx(1 / 3)

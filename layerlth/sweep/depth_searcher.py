@@ -65,8 +65,9 @@ class DepthSearcher(Searcher):
         return found
 
     def _ready(self, config):
-        """An after-training ticket starts once its dense run is stored."""
-        if config.kind != "after_training" or config.is_dense:
+        """An after-training ticket, or one that may stop early (its dense curve is the reference),
+        starts once its dense run is stored."""
+        if config.is_dense or (config.kind != "after_training" and not config.stop_rungs):
             return True
         return self.records.get(config.dense_config().hash()) is not None
 
