@@ -6,10 +6,10 @@ Results live in `<storage>/<name>/`, a local directory or an object store URI th
 reaches: `trials/<trial hash>/result.json` (the record that makes a relaunch skip a finished
 trial), `results.csv` / `results.parquet` (rebuilt as trials finish), `dense/` (the shared dense
 runs), `tune/` (Ray's experiments, which `--resume` restores) and, on local storage, `wandb/`
-(offline W&B runs). One driver at a time holds a local sweep directory (`.driver.lock`).
+(offline W&B runs). One driver at a time holds a sweep: a file lock on local storage
+(`.driver.lock`), a lease with a heartbeat on an object store (`.driver-lease.json`).
 """
 
-import contextlib
 import logging
 import os
 import time
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from layerlth.config import DEFAULT_DENSE_DIR, TrialConfig
 from layerlth.storage import Storage, is_uri
-from layerlth.sweep.driver_lock import DriverLock
+from layerlth.sweep.driver_lease import one_driver
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
 from layerlth.sweep.schedule import flops_duration, jobs, schedule_table
@@ -178,14 +178,14 @@ def run(args):
     entries = prepared
     store = SweepStore(root)
     print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")
-    # one driver per local sweep directory; on an object store there is no lock to take
-    with DriverLock(root.location) if root.local else contextlib.nullcontext():
+    with one_driver(root) as guard:  # a second driver would train every trial again
         job_list = jobs(entries)
         todo = [job for job in job_list if not store.finished(job.config.hash())]
         print(f"{len(job_list)} trials: {len(job_list) - len(todo)} already finished, {len(todo)} to run")
         if todo:
             start_ray(args)
             run_sweep(todo, args, root, store)
+            guard.check()  # a driver that lost its lease leaves the records to the one holding it
             record_unrun(todo, store)
         frame = store.write_table()
     print(summary(store, [c.hash() for _, c in entries]))
