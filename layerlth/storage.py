@@ -63,6 +63,21 @@ class Storage:
         fs, path = self._remote(name)
         return fs.get_file_info(path).type == pyarrow.fs.FileType.File
 
+    def size(self, name):
+        """The file's size in bytes, without reading it; FileNotFoundError naming it when it is not there."""
+        if self.local:
+            try:
+                return os.stat(self.path(name)).st_size
+            except FileNotFoundError as error:
+                raise FileNotFoundError(f"{self.path(name)} does not exist") from error
+        import pyarrow.fs
+
+        fs, path = self._remote(name)
+        info = fs.get_file_info(path)
+        if info.type != pyarrow.fs.FileType.File:
+            raise FileNotFoundError(f"{self.path(name)} does not exist")
+        return info.size
+
     def read_bytes(self, name):
         """The file's bytes; FileNotFoundError naming it when it is not there."""
         if self.local:

@@ -113,6 +113,7 @@ def dense_result(config, data, device, callbacks=(), resume=None):
     with run.lock():
         reused = run.complete()
         if not reused:
+            run.discard_result()  # incomplete until trained again: no one reads weights being rewritten
             initial = initial_dense(config, data, device)
             model = resume["model"].to(device) if resume else initial
             measured = train_and_measure(model, initial, config.dense_config(), data, device, 0,

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from layerlth.config import TrialConfig
+from layerlth.dense_runs import DenseRun
 from layerlth.storage import Storage
 from layerlth.sweep.store import SweepStore
 from layerlth.trial import run_trial
@@ -47,6 +48,9 @@ def test_files_round_trip_list_and_delete(storage):
     assert storage.glob("trials/*/result.json") == ["trials/b/result.json"]
     with pytest.raises(FileNotFoundError, match="nothing.json"):
         storage.read_bytes("nothing.json")
+    assert storage.size("results.csv") == 4
+    with pytest.raises(FileNotFoundError, match="nothing.json"):
+        storage.size("nothing.json")
 
 
 def test_local_writes_leave_no_temporary_file(tmp_path):
@@ -78,8 +82,9 @@ def test_algorithm1_ticket_reads_its_dense_run_from_the_bucket(s3_env, monkeypat
     bucket = Storage("s3://layerlth/dense")
     key = TrialConfig(**common).dense_key()
     assert dense["dense_run"] == f"s3://layerlth/dense/{key}" and not dense["dense_reused"]
-    assert bucket.glob(f"{key}/*") == [f"{key}/result.json", f"{key}/weights_epoch0.pt", f"{key}/weights_epoch1.pt",
-                                        f"{key}/weights_epoch2.pt"]
+    assert bucket.glob(f"{key}/*") == [f"{key}/manifest.json", f"{key}/result.json", f"{key}/weights_epoch0.pt",
+                                        f"{key}/weights_epoch1.pt", f"{key}/weights_epoch2.pt"]
+    assert DenseRun(TrialConfig(**common), 2).complete()  # sizes from the bucket, against the manifest
     ticket = run_trial(TrialConfig(kind="after_training", criterion="kl", p=1, rewind=1, **common))
     assert ticket["status"] == "finished" and ticket["dense_run"] == dense["dense_run"]
     assert ticket["start_epoch"] == 1 and len(ticket["removed"]) == 1 and ticket["cka_vs_dense"] is not None

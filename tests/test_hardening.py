@@ -2,6 +2,7 @@
 checkpoints cannot run code, damaged records and dense runs are redone, one driver per sweep."""
 
 import errno
+import io
 import json
 import logging
 import os
@@ -287,6 +288,62 @@ def test_dense_run_with_missing_or_damaged_weights_is_trained_again(tmp_path):
     assert not run.complete()
     assert not run_trial(config)["dense_reused"] and run.complete()
     assert torch.load(run.weights_path(2), weights_only=True).keys() == build_model("resnet20", 10, 1).state_dict().keys()
+
+
+def stored_dense_run(tmp_path, manifest=True):
+    """A dense run of small weights files, stored with (or, as before manifests, without) its manifest."""
+    from layerlth.config import TrialConfig
+
+    run = DenseRun(TrialConfig(dense_dir=str(tmp_path / "dense")), 8)
+    for epoch in run.saved_epochs:
+        buffer = io.BytesIO()
+        torch.save({"weight": torch.full((64,), float(epoch))}, buffer)
+        run.storage.write_bytes(run.weights_name(epoch), buffer.getvalue())
+    if manifest:
+        run.save_result({"status": "finished"})
+    else:
+        run.storage.write_json("result.json", {"status": "finished"})
+    return run
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """How many weights files torch.load has read."""
+    counted, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: counted.append(1) or load(*a, **k))
+    return counted
+
+
+def test_manifest_catches_a_truncated_weights_file_without_loading_any(tmp_path, loads):
+    run = stored_dense_run(tmp_path)
+    assert sorted(run.manifest()) == sorted(run.weights_name(e) for e in run.saved_epochs)
+    assert run.complete() and loads == []
+    last = Path(run.weights_path(run.epochs))
+    last.write_bytes(last.read_bytes()[:-10])
+    assert not run.complete() and loads == []
+    assert re.search(rf"{last} has \d+ bytes, its manifest says \d+", "; ".join(run.problems()))
+
+
+def test_dense_run_stored_before_manifests_is_loaded_once_then_has_one(tmp_path, loads):
+    run = stored_dense_run(tmp_path, manifest=False)
+    assert run.manifest() is None
+    assert run.complete() and len(loads) == len(run.saved_epochs)
+    assert run.manifest() == stored_dense_run(tmp_path / "new").manifest()  # the same bytes, the same entries
+    assert run.complete() and len(loads) == len(run.saved_epochs)  # the next check loads nothing
+
+
+def test_weights_changed_in_place_are_caught_when_loaded(tmp_path, loads):
+    run = stored_dense_run(tmp_path)
+    path = Path(run.weights_path(0))
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # same size: only the hash can tell
+    path.write_bytes(bytes(data))
+    assert run.complete()
+    with pytest.raises(ValueError, match=rf"{path} is damaged: its sha256 .* is not the manifest's"):
+        run.weights(0)
+    assert loads == [] and not run.complete()  # set aside: it will be trained again
+    assert Path(run.storage.path("result.json.corrupt")).is_file()
+    assert run.weights(run.epochs)["weight"][0] == run.epochs  # the intact files still load
 
 
 # --- one driver per sweep directory, unique experiment names --------------------------------------

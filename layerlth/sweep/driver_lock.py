@@ -17,6 +17,14 @@ class SweepBusy(RuntimeError):
     """Another driver holds the sweep directory."""
 
 
+def busy(root, who, detail=""):
+    """SweepBusy naming the driver `who` (its lease or .driver.json, None when it did not say)."""
+    named = (f"pid {who.get('pid')} on host {who.get('host')}, since {who.get('since')}{detail}" if who
+             else "a process that has not said who it is")
+    return SweepBusy(f"another driver is running the sweep in {root} ({named}); wait for it to end, "
+                     f"or give this one another --name / --results-dir")
+
+
 class DriverLock:
     def __init__(self, root, wait=0):
         self.root, self.wait = Path(root), wait
@@ -34,11 +42,7 @@ class DriverLock:
         try:
             self.lock.acquire(timeout=self.wait)
         except Timeout:
-            who = self.holder()
-            named = (f"pid {who['pid']} on host {who['host']}, since {who['since']}" if who
-                     else "a process that has not said who it is")
-            raise SweepBusy(f"another driver is running the sweep in {self.root} ({named}); wait for it to end, "
-                            f"or give this one another --name / --results-dir") from None
+            raise busy(self.root, self.holder()) from None
         try:
             write_json_atomic({"pid": os.getpid(), "host": socket.gethostname(),
                                "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}, self.holder_path)
@@ -46,6 +50,9 @@ class DriverLock:
             self.lock.release()
             raise
         return self
+
+    def check(self):
+        """Nothing to check: a file lock is held until released (DriverLease.check can fail)."""
 
     def __exit__(self, *exc):
         self.holder_path.unlink(missing_ok=True)

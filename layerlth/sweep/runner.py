@@ -6,7 +6,8 @@ Results live in `<storage>/<name>/`, a local directory or an object store URI th
 reaches: `trials/<trial hash>/result.json` (the record that makes a relaunch skip a finished
 trial), `results.csv` / `results.parquet` (rebuilt as trials finish), `dense/` (the shared dense
 runs), `tune/` (Ray's experiments and the trials' weights-only checkpoints) and, on local storage,
-`wandb/` (offline W&B runs). One driver at a time holds a local sweep directory (`.driver.lock`).
+`wandb/` (offline W&B runs). One driver at a time holds a sweep: a file lock on local storage
+(`.driver.lock`), a lease with a heartbeat on an object store (`.driver-lease.json`).
 
 Resuming reads nothing that Ray pickled: the work still to do is rebuilt from the grid and the
 stored records (plain JSON), and relaunched as a new Tune experiment, in which each trial continues
@@ -14,7 +15,6 @@ from the newest checkpoint it left under `tune/` (tensors and plain data, `tune_
 `--resume` and a plain relaunch are the same; the flag only reports what is resumed.
 """
 
-import contextlib
 import logging
 import os
 import time
@@ -22,10 +22,12 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
 from layerlth.config import DEFAULT_DENSE_DIR, TrialConfig
 from layerlth.depth_search import summary as search_summary
 from layerlth.storage import Storage, is_uri
-from layerlth.sweep.driver_lock import DriverLock
+from layerlth.sweep.driver_lease import one_driver
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
 from layerlth.sweep.late_similarity import fill_similarity
@@ -229,8 +231,7 @@ def run(args):
     search_list = [replace(s, base=prepare([(s.label, s.base)], args, root)[0][1]) for s in search_list]
     store = SweepStore(root)
     print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")
-    # one driver per local sweep directory; on an object store there is no lock to take
-    with DriverLock(root.location) if root.local else contextlib.nullcontext():
+    with one_driver(root) as guard:  # a second driver would train every trial again
         job_list = jobs(entries)
         todo = [job for job in job_list if not store.finished(job.config.hash())]
         print(f"{len(job_list)} trials: {len(job_list) - len(todo)} already finished, {len(todo)} to run")
@@ -239,17 +240,21 @@ def run(args):
         if todo:
             start_ray(args)
             run_sweep(todo, args, root, store)
+            guard.check()  # a driver that lost its lease leaves the records to the one holding it
             record_unrun(todo, store)
         if search_list:
             start_ray(args)
-            report_searches(run_searches(search_list, args, root, store), store)
+            searcher = run_searches(search_list, args, root, store)
+            guard.check()
+            report_searches(searcher, store)
         filled = fill_similarity(store)
         if filled:
             print(f"cka_vs_dense filled in for {filled} tickets that finished before their dense run")
         frame = store.write_table()
     print(summary(store, [c.hash() for _, c in entries]))
     print(f"results: {store.csv_path} (and results.parquet)")
-    return 0 if (frame.get("status") == "finished").all() else 1
+    # a ticket stopped early by a depth search is a verdict, not a failure
+    return 0 if frame.get("status", pd.Series(dtype=str)).isin(["finished", "stopped_early"]).all() else 1
 
 
 def driver_environment():
