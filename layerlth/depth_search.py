@@ -139,6 +139,8 @@ def summary(search, records):
         "criterion": search.base.criterion, "seeds": list(search.seeds), "range": [search.low, search.high],
         "rule": search.rule, "p_star": a if a >= search.low else None,
         "rounds": rounds, "visited": {p: outcomes[p] for p in sorted(outcomes)},
+        "visit_order": [p for points in rounds for p in points],
+        "diffs": {p: evidence[p].get("diff") for p in sorted(evidence)},
         "contradictions": sorted(p for p, won in outcomes.items() if won and p > b),
         "at_p_star": _point(evidence, records, search, a), "above_p_star": _point(evidence, records, search, b),
         "trials": len(asked), "epochs": sum(r.get("epochs_trained") or 0 for r in asked.values()),

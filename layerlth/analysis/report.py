@@ -12,6 +12,8 @@ from layerlth.analysis import formats, html, wandb_report
 from layerlth.analysis.paper import PAPER, load_reference
 from layerlth.analysis.provenance import provenance, resolve_grid
 from layerlth.analysis.rows import read_rows
+from layerlth.analysis.depth_report import load_searches
+from layerlth.analysis.depth_report import markdown as depth_markdown
 from layerlth.analysis.tables import all_tables
 from layerlth.checkpoints import write_atomic, write_json_atomic
 
@@ -117,6 +119,17 @@ def build(paths, out=None, grid=None, paper=None, project="layerlth", entity=Non
             continue
         figures.append((plot, caption, _save_figure(fig, directory / "plots", plot)))
         pngs[plot] = directory / "plots" / f"{plot}.png"
+    searches = load_searches(paths)
+    if searches:  # the sweep ran depth searches
+        from layerlth.analysis.depth_plot import depth_figure
+
+        depth = depth_markdown(searches)
+        _write(directory / "depth_search.md", (depth + "\n").encode())
+        markdown += "\n\n" + depth
+        caption = "Depth search: accuracy difference vs p at the points each search visited, p* dashed"
+        saved = _save_figure(depth_figure(searches), directory / "plots", "depth_search")
+        figures.append(("depth_search", caption, saved))
+        pngs["depth_search"] = directory / "plots" / "depth_search.png"
     info = provenance(rows, resolve_grid(grid, paths))
     page = html.page(f"layerlth report: {name}", tables, figures, info, skipped)
     _write(directory / "report.html", page.encode())
