@@ -160,6 +160,12 @@ def test_search_without_ray_relaunched_looks_up_every_trial(tmp_path, capsys):
     again = json.loads((tmp_path / "store" / "tiny" / "searches.json").read_text())[0]
     assert again["trained_now"] == 0 and again["p_star"] == found["p_star"] and again["rounds"] == found["rounds"]
 
+    from layerlth.analysis.report import build
+
+    built = build([tmp_path / "store" / "tiny"])  # the report adds the search's table and figure
+    table = (built.directory / "depth_search.md").read_text()
+    assert f"| {found['search']} | xi = 0 points | 1 | " in table and built.plots["depth_search"].is_file()
+
 
 # --- early stopping of losing tickets ---------------------------------------------------------------
 

@@ -18,6 +18,11 @@ log = logging.getLogger("layerlth")
 DONE = ("finished", "stopped_early")
 
 
+def search_tag(search):
+    """A W&B tag naming the search: its setting's hash and range (labels are too long for a tag)."""
+    return f"search={search.base.hash()[:8]}:{search.low}-{search.high}"
+
+
 class Records:
     """Trial records by hash: those the store held when first asked, and those completed since."""
 
@@ -79,7 +84,9 @@ class DepthSearcher(Searcher):
                 if config.hash() not in in_flight and self._ready(config):
                     self.running[trial_id] = config.hash()
                     self.asked[search.label] += 1
-                    return self.params(f"{search.label} p={config.p} seed={config.seed}", config)
+                    params = self.params(f"{search.label} p={config.p} seed={config.seed}", config)
+                    params["point"]["tags"] = [search_tag(search)]  # W&B runs of one search share it
+                    return params
         return None if waiting else Searcher.FINISHED
 
     def on_trial_complete(self, trial_id, result=None, error=False):

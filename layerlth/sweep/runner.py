@@ -172,12 +172,15 @@ def resume_note(todo, root):
 
 def report_searches(searcher, store):
     """Each search's p* and cost, printed and kept in `searches.json`; a failed search says why."""
+    from layerlth.sweep.depth_searcher import search_tag
+
     found = []
     for search in searcher.searches:
         if search.label in searcher.failed:
             print(f"{search.label}: stopped: {searcher.failed[search.label]}")
             continue
-        found.append(search_summary(search, searcher.records) | {"trained_now": searcher.asked[search.label]})
+        found.append(search_summary(search, searcher.records) | {"trained_now": searcher.asked[search.label],
+                                                                  "wandb_tag": search_tag(search)})
         print(format_summary(found[-1]))
     save_summaries(store, found)
 

@@ -40,14 +40,14 @@ def tags(config):
     return [config.arch, config.kind, config.criterion if config.p else "dense", f"p={config.p}", f"seed={config.seed}"]
 
 
-def start_run(config, group, mode, project, entity=None, directory=None):
-    """A W&B run for the trial, or None when disabled."""
+def start_run(config, group, mode, project, entity=None, directory=None, extra_tags=()):
+    """A W&B run for the trial, or None when disabled; `extra_tags` e.g. the depth search it serves."""
     if mode == "disabled":
         return None
     import wandb
 
     kwargs = dict(project=project, entity=entity, group=group, name=f"{config.kind}-{config.arch}-{config.hash()}",
-                  tags=tags(config), config=config.to_dict(), dir=directory, reinit="create_new")
+                  tags=[*tags(config), *extra_tags], config=config.to_dict(), dir=directory, reinit="create_new")
     if directory:
         os.makedirs(directory, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]  # names the attempt's folder, so a failed one can be removed

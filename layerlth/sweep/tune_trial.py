@@ -120,7 +120,8 @@ def trainable(params):
     nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [node_id()]
     started = time.time()  # W&B's start (up to its timeout on a dead network) is part of the trial's time
     run = tracking.start_run(config, sweep["name"], sweep["wandb_mode"], sweep["wandb_project"],
-                             sweep.get("wandb_entity"), wandb_dir(store.storage, sweep["wandb_mode"]))
+                             sweep.get("wandb_entity"), wandb_dir(store.storage, sweep["wandb_mode"]),
+                             point.get("tags", ()))
     reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config, nodes,
                         store, point["id"])
     result = run_trial(config, callbacks=[reporter], resume=resume)
