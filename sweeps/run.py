@@ -5,9 +5,11 @@
   python sweeps/run.py --grid demo                  # a few-minute miniature, offline, on a CPU
   python sweeps/run.py --grid my_study.yaml --gpus-per-trial 0.25 --address auto
   python sweeps/run.py --grid paper --resume        # finish a killed sweep from the stored records
+  python sweeps/run.py --grid depth --dry-run       # depth searches: the largest p that still wins, priced
 
 A grid (sweeps/grids/*.yaml or your own file) lists trials as defaults plus studies whose list
 values expand as a cartesian product; every key is a trial option (`layerlth ticket --help`).
+Its `searches` find the largest p whose ticket still wins, in rounds (README, "Depth search").
 Everything is validated before Ray starts. Dense, at-init and filter trials start at once; an
 after-training ticket starts when its dense run is stored, and reads its saved weights from there.
 Each finished trial is stored under the hash of its config in <storage>/<name>/trials/, so a
