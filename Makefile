@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow test-latest clean
 
 install: $(VENV)/.installed
 
@@ -26,5 +26,22 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+# The newest versions pyproject.toml allows, as a user's `pip install -e ".[dev]"` gets them: a fresh
+# venv, only torch held (.ci/hold-torch.txt), not constraints.txt. .ci/versions.py prints every package
+# that differs from constraints.txt, asserts torchattacks < 3.4 and requests >= 2.32, and prints the
+# differences again when a test fails. Attacks, criteria, trials and one Ray sweep (issue #16).
+LATEST := .venv-latest
+LATEST_TESTS := tests/test_robustness.py tests/test_criteria.py tests/test_trial.py \
+	tests/test_robustness_trial.py::test_dense_and_ticket_rows_carry_robustness_and_a_reused_dense_run_is_evaluated \
+	tests/test_sweep_ray.py::test_reused_workers_give_the_results_of_fresh_ones
+
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -c .ci/hold-torch.txt -e ".[dev]"
+	$(LATEST)/bin/python .ci/versions.py --check
+	$(LATEST)/bin/python -m pytest -q $(LATEST_TESTS) || { $(LATEST)/bin/python .ci/versions.py; exit 1; }
+
 clean:
-	rm -rf $(VENV) .pytest_cache results
+	rm -rf $(VENV) $(LATEST) .pytest_cache results

@@ -11,7 +11,7 @@ from layerlth.data import Batches, DatasetUnavailable, load_dataset
 from layerlth.models import build_model
 from layerlth.recipes import get_recipe
 from layerlth.robustness import archives, corruptions
-from layerlth.robustness.attacks import AttackSettings, adversarial_accuracy
+from layerlth.robustness.attacks import AttackSettings, PixelInput, adversarial_accuracy, make_attack
 from layerlth.robustness.evaluate import accuracy, cifar102_accuracy, corruption_accuracy
 from layerlth.train import evaluate, train
 
@@ -64,6 +64,19 @@ def test_eps_zero_leaves_accuracy_unchanged(trained):
     model, data = trained
     found = adversarial_accuracy(model, data, ["fgsm", "pgd"], AttackSettings(eps=0.0, images=300))
     assert found["fgsm"] == found["pgd"] == found["clean"]
+
+
+def test_attacks_find_no_normalisation_to_apply_on_the_pixel_net():
+    """torchattacks 3.4 (3.5 for its RobModel) reads `model.mean`/`model.std` by name, takes the
+    model to want normalised inputs and normalises around the attack again; named so, PixelInput's
+    (1, 3, 1, 1) buffers broke every attack (issue #16). The attacked net must offer no such names."""
+    mean, std = torch.tensor([125.3, 123.0, 113.9]), torch.tensor([63.0, 62.1, 66.7])
+    net = PixelInput(torch.nn.Conv2d(3, 10, 32), mean, std)
+    for name in ("mean", "std"):
+        assert not hasattr(net, name), f"PixelInput.{name} would be picked up by torchattacks"
+    for name in ("fgsm", "pgd"):
+        attack = make_attack(name, net, AttackSettings())
+        assert attack.normalization_used is None and not attack._normalization_applied
 
 
 def test_attack_settings_are_checked():

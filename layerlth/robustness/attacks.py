@@ -16,12 +16,14 @@ class PixelInput(nn.Module):
     def __init__(self, model, mean, std):
         super().__init__()
         self.model = model
-        # Batches normalises uint8 values: (x - mean) / std with mean, std in [0, 255] units
-        self.register_buffer("mean", mean.float().reshape(1, -1, 1, 1) / 255)
-        self.register_buffer("std", std.float().reshape(1, -1, 1, 1) / 255)
+        # Batches normalises uint8 values: (x - mean) / std with mean, std in [0, 255] units.
+        # Not named `mean`/`std`: torchattacks 3.4 reads model.mean/model.std by those names, takes
+        # the model to want normalised inputs and normalises again (3.5 does so for its RobModel).
+        self.register_buffer("pixel_mean", mean.float().reshape(1, -1, 1, 1) / 255)
+        self.register_buffer("pixel_std", std.float().reshape(1, -1, 1, 1) / 255)
 
     def forward(self, x):
-        return self.model((x - self.mean) / self.std)
+        return self.model((x - self.pixel_mean) / self.pixel_std)
 
 
 @dataclass(frozen=True)
