@@ -71,16 +71,17 @@ def at_init(dense, config, data):
     return ticket, facts, 0
 
 
-def filter_ticket(dense, config, data):
+def filter_ticket(dense, config, data, input_size=(3, 32, 32)):
     """The filters are scored once, on the dense net; the target is the filter count of the layer
     ticket of the same p chosen the same way (in `rounds` rounds when asked)."""
-    weights = score_weights(dense, config.criterion, _criterion_batches(data, config), **_options(config, data, None))
-    rule, later_rounds = removal_rule(config), block_scorer(config, data)
+    options = _options(config, data, input_size)
+    weights = score_weights(dense, config.criterion, _criterion_batches(data, config), **options)
+    rule, later_rounds = removal_rule(config), block_scorer(config, data, input_size)
 
     def score(net):  # the dense net's block scores come from the pass that scored the filters
         return aggregate(weights, removable_blocks(net, rule), config.aggregate) if net is dense else later_rounds(net)
 
-    layer_ticket, layer = score_and_remove(dense, config, data, score=score)
+    layer_ticket, layer = score_and_remove(dense, config, data, input_size, score)
     chosen = select_filters(dense, filter_scores(dense, weights), filter_count(dense) - filter_count(layer_ticket))
     ticket = remove_filters(dense, chosen)
     facts = {"removed": [], "layer_ticket_removed": layer["removed"], "filters": filter_count(ticket),
