@@ -180,7 +180,7 @@ def test_html_is_self_contained_with_every_table_figure_and_the_provenance(sweep
 def test_wandb_spec_names_the_group_and_panels_and_builds_offline(sweep, capsys):
     spec = json.loads(sweep["built"].spec.read_text())
     assert spec["group"] == "tiny" and spec["runset"]["filters"] == "Group = 'tiny'"
-    assert spec["runset"]["groupby"] == ["config.kind", "config.criterion", "config.p"]
+    assert spec["runset"]["groupby"] == ["config.kind", "config.criterion", "config.p", "config.rounds"]
     panels = {p["type"]: p for p in spec["panels"]}
     assert panels["LinePlot"]["y"] == ["test_acc"]
     assert {m for p in spec["panels"] for m in p.get("metrics", [])} >= {"final_test_acc", "co2_kg"}
