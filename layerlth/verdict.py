@@ -4,6 +4,7 @@ Judged on means over seeds, for xi = 0 (the paper's tables), 1 point, and one st
 of the dense accuracy over seeds (n/a, None, with fewer than two dense seeds: no spread to measure).
 Accuracies are fractions; differences are printed in points."""
 
+import math
 import statistics
 
 
@@ -42,7 +43,7 @@ ADDED_LATER = {"rounds": 1}
 
 def value(row, name):
     found = row.get(name)
-    if name in ADDED_LATER and (found is None or found != found):  # missing, null or NaN
+    if name in ADDED_LATER and (found is None or (isinstance(found, float) and math.isnan(found))):  # missing, null, NaN
         return ADDED_LATER[name]
     return int(found) if name == "rounds" else found
 
