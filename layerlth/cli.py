@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 
 from layerlth.analysis.report import DESCRIPTION as REPORT_HELP
 from layerlth.analysis.report import add_arguments as add_report_arguments
@@ -21,7 +22,7 @@ def inspect(args):
     config = validate(TrialConfig(
         arch=args.arch, criterion=args.criterion, p=args.remove, dataset=args.dataset,
         shortcut=args.shortcut, keep_first=args.keep_first, min_per_stage=args.min_per_stage,
-        score_batches=args.score_batches,
+        score_batches=args.score_batches, rounds=args.rounds,
     ))
     needs_data = config.p and check_criterion(config.criterion).needs_data
     data = load_dataset(config.dataset) if needs_data else None
@@ -37,10 +38,19 @@ def inspect(args):
             info["note"] = (f"{config.criterion} is meant for trained nets (Algorithm 1); here it scores a freshly "
                             f"initialised {config.arch}, so the ranking says little about a trained one")
             print(f"note: {info['note']}", file=sys.stderr)
-        ticket, scores, removed = score_and_remove(model, config, data)
-        info |= {"criterion": config.criterion, "scores": scores, "removed": removed,
+        ticket, facts = score_and_remove(model, replace(config, rounds=1), data)
+        info |= {"criterion": config.criterion, "scores": facts["scores"], "removed": facts["removed"],
                  "ticket_params": count_params(ticket), "ticket_macs": count_macs(ticket, size)}
+        if config.rounds > 1:
+            info["iterative"] = iterative_choice(model, config, data, size)
     print(json.dumps(info, indent=2) if args.json else inspect_table(info))
+
+
+def iterative_choice(model, config, data, size):
+    """The same p blocks removed in `config.rounds` rounds, each re-scoring the shallower net."""
+    ticket, facts = score_and_remove(model, config, data)
+    return {"rounds": config.rounds, "removed": facts["removed"], "removal_rounds": facts["removal_rounds"],
+            "ticket_params": count_params(ticket), "ticket_macs": count_macs(ticket, size)}
 
 
 def block_macs(model, name, size):
@@ -60,11 +70,20 @@ def inspect_table(info):
         lines.append(f"  {block['name']:<16} stage {block['stage']}  {macs}  {status}")
     if "removed" in info:
         lines.append(f"removed by {info['criterion']} (lowest scores): {', '.join(info['removed'])}")
-        lines.append(
-            f"ticket: {info['ticket_params']:,} params (-{1 - info['ticket_params'] / info['params']:.2%}), "
-            f"{info['ticket_macs'] / 1e6:.2f}M MACs (-{1 - info['ticket_macs'] / info['macs']:.2%})"
-        )
+        lines.append(_ticket_line(info, info))
+    if "iterative" in info:
+        it = info["iterative"]
+        rounds = "; ".join(", ".join(step["removed"]) for step in it["removal_rounds"])
+        differ = len(set(it["removed"]) - set(info["removed"]))
+        lines.append(f"removed by {info['criterion']} in {it['rounds']} rounds (re-scored each round): {rounds}")
+        lines.append(f"  {differ} of {len(it['removed'])} blocks differ from the one-shot choice")
+        lines.append(_ticket_line(it, info))
     return "\n".join(lines)
+
+
+def _ticket_line(ticket, info):
+    return (f"ticket: {ticket['ticket_params']:,} params (-{1 - ticket['ticket_params'] / info['params']:.2%}), "
+            f"{ticket['ticket_macs'] / 1e6:.2f}M MACs (-{1 - ticket['ticket_macs'] / info['macs']:.2%})")
 
 
 def ticket(args):
@@ -121,6 +140,9 @@ def parser():
     p.add_argument("arch", help=ARCH_HELP)
     p.add_argument("--remove", type=int, default=0, metavar="P", help="score blocks and remove the P lowest")
     p.add_argument("--criterion", default="grasp", help="criterion for --remove (default: grasp)")
+    p.add_argument("--rounds", type=int, default=1, metavar="K",
+                   help="also remove the P blocks in K rounds (1..P), each re-scoring the shallower net, and "
+                        "print that choice beside the one-shot one (default: 1, one shot only)")
     p.add_argument("--dataset", default="cifar10", help="data for data-driven criteria (default: cifar10)")
     p.add_argument("--score-batches", type=int, default=4, help="batches of 128 the criterion sees")
     p.add_argument("--shortcut", default="B", choices=["A", "B"], help="CIFAR ResNet shortcut type")

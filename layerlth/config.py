@@ -22,6 +22,7 @@ class TrialConfig:
     shortcut: str = _f("B", "CIFAR ResNet shortcut: B = 1x1 projection (paper's MACs), A = parameter-free")
     criterion: str = _f("grasp", "block score: grasp, snip, synflow (at init); hrank, expectabs, pls, kl, cka, l1 (trained); random", dense=False)
     p: int = _f(0, "number of blocks to remove (a filter ticket matches that layer ticket's filters); 0 = dense", dense=False)
+    rounds: int = _f(1, "blocks removed in k rounds, each re-scoring the shallower net (1..p; 1 = one shot, the paper's)", dense=False)
     rewind: int = _f(0, "after_training: epoch whose dense weights the ticket restarts from, lr schedule replayed from there", dense=False)
     reinit: bool = _f(False, "after_training: random re-init of the ticket instead of rewinding (Liu et al. 2019)", dense=False)
     rewind_epochs: tuple = _f((), "epochs whose dense weights are kept for rewinding (default 0 and 1/8, 1/4, 3/8 of the epochs)", nargs="*", type=int)

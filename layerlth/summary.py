@@ -2,13 +2,14 @@
 
 from collections import Counter
 
-from layerlth.verdict import format_verdicts, is_dense, verdicts
+from layerlth.verdict import format_verdicts, is_dense, value, verdicts
 
 
 def _what(row):
     if is_dense(row):
         return "dense"
     extra = f" rewind {row['rewind']}" if row["kind"] == "after_training" else ""
+    extra += f" k={value(row, 'rounds')}" if value(row, "rounds") != 1 else ""
     return f"{row['kind']} {row['criterion']} p={row['p']}{extra}"
 
 

@@ -22,6 +22,7 @@ from layerlth.models import SHORTCUTS, build_model, check_arch, max_removable
 from layerlth.models.filters import prunable_convs
 from layerlth.recipes import training_recipe
 from layerlth.robustness import check_robustness, robustness_columns
+from layerlth.rounds import check_rounds
 from layerlth.similarity import representation_cka
 from layerlth.train import SaveWeights, log_progress, train
 
@@ -52,6 +53,7 @@ def validate(config):
     limit = max_removable(model, rule)
     if not 0 <= config.p <= limit:
         raise ValueError(f"p={config.p} is not possible for {config.arch}: allowed 0..{limit} under {rule}")
+    check_rounds(config.rounds, config.p)
     if config.kind == "dense" and config.p:
         raise ValueError(f"kind 'dense' removes nothing, but p={config.p}")
     if config.kind == "filter":

@@ -4,6 +4,7 @@ Judged on means over seeds, for xi = 0 (the paper's tables), 1 point, and one st
 of the dense accuracy over seeds (n/a, None, with fewer than two dense seeds: no spread to measure).
 Accuracies are fractions; differences are printed in points."""
 
+import math
 import statistics
 
 
@@ -34,11 +35,21 @@ def verdict(dense_accs, ticket_accs):
 
 # a ticket is compared with the dense runs of the same setting, over seeds
 BASELINE = ("arch", "dataset", "shortcut", "recipe", "epochs", "train_subset")
-TICKET = BASELINE + ("kind", "criterion", "p", "rewind", "reinit")
+TICKET = BASELINE + ("kind", "criterion", "p", "rewind", "reinit", "rounds")
+# ticket options added after rows were first written: a row without one (or with an empty table
+# cell) was made with the default
+ADDED_LATER = {"rounds": 1}
+
+
+def value(row, name):
+    found = row.get(name)
+    if name in ADDED_LATER and (found is None or (isinstance(found, float) and math.isnan(found))):  # missing, null, NaN
+        return ADDED_LATER[name]
+    return int(found) if name == "rounds" else found
 
 
 def _key(row, names):
-    return tuple(row.get(n) for n in names)
+    return tuple(value(row, n) for n in names)
 
 
 def finished(rows):
@@ -71,12 +82,12 @@ def _yes_no(wins):
 
 
 def format_verdicts(table):
-    header = f"{'arch':<10}{'kind':<16}{'criterion':<10}{'p':>3}{'rewind':>7}  {'dense':>12}  {'ticket':>12}  {'diff':>8}  wins(xi=0/1/std)"
+    header = f"{'arch':<10}{'kind':<16}{'criterion':<10}{'p':>3}{'rounds':>7}{'rewind':>7}  {'dense':>12}  {'ticket':>12}  {'diff':>8}  wins(xi=0/1/std)"
     lines = [header]
     for v in table:
         rewind = "reinit" if v["reinit"] else (v["rewind"] if v["kind"] == "after_training" else "")
         lines.append(
-            f"{v['arch']:<10}{v['kind']:<16}{v['criterion']:<10}{v['p']:>3}{rewind:>7}  "
+            f"{v['arch']:<10}{v['kind']:<16}{v['criterion']:<10}{v['p']:>3}{v['rounds']:>7}{rewind:>7}  "
             f"{v['dense_mean']:6.2f}±{v['dense_std']:<5.2f}  {v['ticket_mean']:6.2f}±{v['ticket_std']:<5.2f}  "
             f"{v['diff_text']:>8}  {'/'.join(_yes_no(v[k]) for k in ('wins_xi0', 'wins_xi1', 'wins_xi_std'))}"
         )

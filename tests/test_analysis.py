@@ -180,7 +180,7 @@ def test_html_is_self_contained_with_every_table_figure_and_the_provenance(sweep
 def test_wandb_spec_names_the_group_and_panels_and_builds_offline(sweep, capsys):
     spec = json.loads(sweep["built"].spec.read_text())
     assert spec["group"] == "tiny" and spec["runset"]["filters"] == "Group = 'tiny'"
-    assert spec["runset"]["groupby"] == ["config.kind", "config.criterion", "config.p"]
+    assert spec["runset"]["groupby"] == ["config.kind", "config.criterion", "config.p", "config.rounds"]
     panels = {p["type"]: p for p in spec["panels"]}
     assert panels["LinePlot"]["y"] == ["test_acc"]
     assert {m for p in spec["panels"] for m in p.get("metrics", [])} >= {"final_test_acc", "co2_kg"}
@@ -261,3 +261,20 @@ def test_paper_quick_grid_runs_the_paper_studies_once_in_the_papers_columns():
     assert {c.seed for _, c in quick} == {0} and {c.dataset for _, c in quick} == {"cifar10"}
     columns = {rewind_column(c.rewind, c.epochs) for _, c in quick if c.kind == "after_training"}
     assert columns == {"theta_0", "theta_25", "theta_50", "theta_75"}  # Table 1's columns
+
+
+def test_iterative_tickets_get_their_own_row_and_figure_column_without_the_papers_value(sweep):
+    from layerlth.analysis.plots import removed_blocks
+
+    [one_shot] = finished(sweep["rows"], kind="at_init", criterion="grasp", p=3)
+    iterative = one_shot | {"trial_id": "iterative", "rounds": 3, "final_test_acc": 0.5,
+                            "removed": ["stage3.block2", "stage1.block2", "stage2.block3"]}
+    rows = sweep["rows"] + [iterative]
+    built = table2(rows, load_reference(sweep["paper"]))
+    cells = {r.label: r.cells for r in built.rows if r.setting == SETTING}
+    dense = statistics.fmean(r["final_test_acc"] for r in finished(rows, kind="dense"))
+    assert cells["grasp k=3"]["p=3"].mean == pytest.approx(100 * (0.5 - dense))
+    assert cells["grasp"]["p=3"].mean == pytest.approx(100 * (one_shot["final_test_acc"] - dense))
+    assert cells["grasp"]["p=1"].paper == -0.5 and "p=1" not in cells["grasp k=3"]  # the paper's is one shot
+    labels = [t.get_text() for t in removed_blocks(rows).axes[0].get_xticklabels()]
+    assert labels.index("grasp p=3 k=3") == labels.index("grasp p=3") + 1

@@ -14,6 +14,19 @@ def test_inspect_lists_blocks_and_the_ticket_cost(capsys):
     assert round(100 * (1 - info["ticket_macs"] / info["macs"]), 2) == 20.48
 
 
+def test_inspect_rounds_prints_the_one_shot_and_the_iterative_choice(capsys):
+    main(["inspect", "resnet32", "--remove", "3", "--criterion", "synflow", "--rounds", "3", "--json"])
+    info = json.loads(capsys.readouterr().out)
+    iterative = info["iterative"]
+    assert len(info["removed"]) == 3 and iterative["rounds"] == 3
+    assert [len(step["removed"]) for step in iterative["removal_rounds"]] == [1, 1, 1]
+    assert iterative["removal_rounds"][0]["scores"] == info["scores"]  # round 1 scores the dense net
+    main(["inspect", "resnet32", "--remove", "3", "--criterion", "synflow", "--rounds", "3"])
+    out = capsys.readouterr().out
+    assert "removed by synflow (lowest scores):" in out and "removed by synflow in 3 rounds" in out
+    assert "blocks differ from the one-shot choice" in out
+
+
 def test_inspect_table_names_why_a_block_is_kept(capsys):
     main(["inspect", "resnet20"])
     out = capsys.readouterr().out
@@ -31,7 +44,8 @@ def test_ticket_prints_the_result_as_json(capsys):
     "argv,message",
     [(["inspect", "resnet21"], "unknown arch 'resnet21'"),
      (["ticket", "--criterion", "l2"], "unknown criterion 'l2'"),
-     (["ticket", "-p", "9"], "p=9 is not possible")],
+     (["ticket", "-p", "9"], "p=9 is not possible"),
+     (["inspect", "resnet32", "--remove", "2", "--rounds", "3"], "rounds=3 is not possible with p=2: allowed 1..2")],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit:

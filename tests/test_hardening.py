@@ -61,6 +61,8 @@ BAD_VALUES = [
     ("{kind: at_init, p: 1, country: XXX}", r"studies\[1\] .*: country='XXX': codecarbon has no energy mix .*USA"),
     ("{kind: at_init, p: 1, lr: 0}", r"studies\[1\] .*: lr=0: expected a number > 0"),
     ("{kind: at_init, p: 1, epochs: null}", r"studies\[1\]: epochs: null is not a value; leave epochs out .*recipe"),
+    ("{kind: at_init, p: 1, rounds: 0}", r"studies\[1\] .*: rounds=0: expected an integer >= 1"),
+    ("{kind: at_init, p: 2, rounds: 3}", r"studies\[1\] .*: rounds=3 is not possible with p=2: allowed 1\.\.2"),
     ("{kind: at_init, p: 1, p: 2}", r"(?s)not valid YAML: .*found duplicate key 'p'.*line 4"),
 ]
 

@@ -80,3 +80,12 @@ def test_filter_ticket_trial_matches_the_layer_ticket_size():
 def test_filter_tickets_need_a_per_weight_criterion():
     with pytest.raises(ValueError, match="filter tickets need a per-weight criterion, not 'kl'"):
         run_trial(dict(BASE, kind="filter", criterion="kl"))
+
+
+def test_after_training_tickets_can_re_score_the_trained_net_in_rounds(counted):
+    result = run_trial(dict(BASE, criterion="kl", rewind=2, rounds=2))
+    first, second = result["removal_rounds"]
+    assert len(first["removed"]) == len(second["removed"]) == 1
+    assert result["removed"] == first["removed"] + second["removed"] and result["scores"] == first["scores"]
+    assert first["removed"][0] not in second["scores"]  # round 2 scores the net without it
+    assert result["start_epoch"] == 2 and counted == [0, 2]

@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from layerlth.analysis.cells import MISSING  # noqa: E402
 from layerlth.analysis.provenance import describe  # noqa: E402
-from layerlth.analysis.rows import baseline_key, dense_groups, finished, is_dense, setting, stats  # noqa: E402
+from layerlth.analysis.rows import baseline_key, dense_groups, finished, is_dense, setting, stats, value  # noqa: E402
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha": 0.3,
                      "savefig.bbox": "tight", "figure.dpi": 110})
@@ -141,14 +141,15 @@ def emissions(rows):
 
 
 def removed_blocks(rows):
-    """Block x criterion: the share of a criterion's trials (seeds) that removed each block."""
+    """Block x criterion: the share of a criterion's trials (seeds) that removed each block; one-shot
+    and iterative (k rounds) removal of the same criterion and p side by side."""
     from layerlth.models import build_model, removable_blocks
 
     counts = defaultdict(lambda: defaultdict(Counter))  # arch -> column -> {block: removals, "trials": n}
     for row in finished(rows):
         if is_dense(row) or row["kind"] == "filter" or not isinstance(row.get("removed"), list):
             continue
-        column = (row["kind"] == "after_training", row["criterion"], row["p"])
+        column = (row["kind"] == "after_training", row["criterion"], row["p"], value(row, "rounds"))
         counts[row["arch"]][column].update(["trials", *row["removed"]])
     if not counts:
         return None
@@ -158,7 +159,7 @@ def removed_blocks(rows):
             blocks = removable_blocks(build_model(arch))
         except ValueError:
             blocks = sorted({b for c in columns.values() for b in c if b != "trials"})
-        keys = sorted(columns)  # at-init criteria first, then trained ones; p in numeric order
+        keys = sorted(columns)  # at-init criteria first, then trained ones; p in numeric order, one shot first
         grid = [[columns[c].get(b, 0) / columns[c]["trials"] for c in keys] for b in blocks]
         image = ax.imshow(grid, cmap="Greens", vmin=0, vmax=1, aspect="auto")
         for y, line in enumerate(grid):
@@ -166,7 +167,8 @@ def removed_blocks(rows):
                 if share:
                     ax.text(x, y, f"{share:.0%}", ha="center", va="center", fontsize=7,
                             color="white" if share > 0.6 else "black")
-        names = [f"{c} p={p}" + (" (trained)" if trained else "") for trained, c, p in keys]
+        names = [f"{c} p={p}" + (f" k={k}" if k != 1 else "") + (" (trained)" if trained else "")
+                 for trained, c, p, k in keys]
         ax.set_xticks(range(len(keys)), names, rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(len(blocks)), blocks, fontsize=8)
         ax.grid(False)
@@ -207,6 +209,7 @@ def all_plots(tables, rows):
         "speedup": ("Measured vs FLOPs-ideal training speed-up (Table 4)", speedup(by_number[4])),
         "emissions": ("CO2 and energy per trial", emissions(rows)),
         "removed_blocks": ("Which blocks each criterion removes: the share of its trials (seeds, rewind points) "
-                           "that removed the block", removed_blocks(rows)),
+                           "that removed the block; k=K: removed in K rounds that each re-score the shallower net "
+                           "(beside the one-shot column of the same p)", removed_blocks(rows)),
         "robustness": ("Robustness: accuracy difference to dense (Table 5)", robustness(by_number[5])),
     }

@@ -7,23 +7,23 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
-from layerlth.analysis.rows import is_dense
+from layerlth.analysis.rows import is_dense, value
 from layerlth.sweep.grid import GRIDS, expand, grid_path, load_grid
 
 LIBRARIES = ("layerlth", "torch", "torchvision", "numpy", "ray", "wandb", "codecarbon", "matplotlib",
              "wandb-workspaces")
 # what makes two trials the same experiment (paths and devices left out)
-_IDENTITY = ("kind", "arch", "dataset", "shortcut", "criterion", "p", "rewind", "reinit", "recipe", "epochs",
-             "train_subset", "seed")
+_IDENTITY = ("kind", "arch", "dataset", "shortcut", "criterion", "p", "rewind", "reinit", "rounds", "recipe",
+             "epochs", "train_subset", "seed")
 
 
 def identity(values):
     dense = is_dense(values)
     return tuple(
         "dense" if name == "kind" and dense
-        else None if dense and name in ("criterion", "rewind", "reinit")
+        else None if dense and name in ("criterion", "rewind", "reinit", "rounds")
         else None if name == "rewind" and values.get("kind") != "after_training"
-        else values.get(name)
+        else value(values, name)
         for name in _IDENTITY
     )
 
@@ -32,7 +32,9 @@ def describe(values):
     if is_dense(values):
         return f"{values['arch']} dense seed {values['seed']}"
     rewind = f" rewind {values['rewind']}" if values.get("kind") == "after_training" else ""
-    return f"{values['arch']} {values['kind']} {values['criterion']} p={values['p']}{rewind} seed {values['seed']}"
+    rounds = f" k={value(values, 'rounds')}" if value(values, "rounds") != 1 else ""
+    return (f"{values['arch']} {values['kind']} {values['criterion']} p={values['p']}{rewind}{rounds} "
+            f"seed {values['seed']}")
 
 
 def resolve_grid(grid, paths):

@@ -8,11 +8,11 @@ from pathlib import Path
 from layerlth.config import TrialConfig
 from layerlth.recipes import training_recipe
 from layerlth.results import load_rows
-from layerlth.verdict import BASELINE, TICKET, finished, is_dense  # noqa: F401 (re-exported)
+from layerlth.verdict import BASELINE, TICKET, finished, is_dense, value  # noqa: F401 (re-exported)
 
 # values a results table stores as JSON text, and integers a column with gaps turns into floats
-_NESTED = ("removed", "history", "scores", "attempt_start_epochs")
-_INTEGERS = ("p", "rewind", "seed", "epochs", "batch_size", "train_subset", "epochs_trained")
+_NESTED = ("removed", "history", "scores", "attempt_start_epochs", "removal_rounds")
+_INTEGERS = ("p", "rounds", "rewind", "seed", "epochs", "batch_size", "train_subset", "epochs_trained")
 
 
 def read_rows(paths):
@@ -42,7 +42,7 @@ def baseline_key(row):
 
 
 def ticket_key(row):
-    return tuple(row.get(n) for n in TICKET)
+    return tuple(value(row, n) for n in TICKET)
 
 
 def dense_groups(rows):

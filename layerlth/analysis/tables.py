@@ -36,7 +36,12 @@ def _diff_cell(v, paper):
 
 
 def _context(v):
-    return {"arch": v["arch"], "dataset": v["dataset"], "criterion": v["criterion"], "p": v["p"]}
+    return {"arch": v["arch"], "dataset": v["dataset"], "criterion": v["criterion"], "p": v["p"], "rounds": v["rounds"]}
+
+
+def _way(v):
+    """How the blocks went, for a row label: nothing for one shot (the paper's), else the rounds."""
+    return f" k={v['rounds']}" if v.get("rounds", 1) != 1 else ""
 
 
 def _assemble(number, title, cells, columns, notes=(), paper_of=None):
@@ -64,8 +69,9 @@ def table1(rows, reference):
         column = rewind_column(v["rewind"], total, v["reinit"])
         columns[column] = "reinit" if v["reinit"] else f"θ_{column[6:]} (epoch {v['rewind']}/{total})"
         paper = reference.value(1, v["criterion"], column, _context(v))
-        cells.setdefault((name, f"{v['criterion']} p={v['p']}"), {})[column] = _diff_cell(v, paper)
-        contexts[(name, f"{v['criterion']} p={v['p']}")] = _context(v)
+        label = f"{v['criterion']} p={v['p']}{_way(v)}"
+        cells.setdefault((name, label), {})[column] = _diff_cell(v, paper)
+        contexts[(name, label)] = _context(v)
     columns = dict(sorted(columns.items(), key=lambda c: (c[0] == "reinit", 0 if c[0] == "reinit" else int(c[0][6:]))))
     note = "θ_i: the dense weights of epoch i of 200, scaled to the sweep's epochs; reinit: random re-initialisation"
     return _assemble(1, reference.title(1), cells, columns, [note], lambda name, label, column: reference.value(
@@ -77,28 +83,31 @@ def table2(rows, reference):
     for name, v in _verdicts_by_setting(rows, ("at_init",)):
         ps.add(v["p"])
         paper = reference.value(2, v["criterion"], f"p={v['p']}", _context(v))
-        cells.setdefault((name, v["criterion"]), {})[f"p={v['p']}"] = _diff_cell(v, paper)
-        contexts[(name, v["criterion"])] = _context(v)
+        label = v["criterion"] + _way(v)
+        cells.setdefault((name, label), {})[f"p={v['p']}"] = _diff_cell(v, paper)
+        contexts[(name, label)] = _context(v)
     return _assemble(2, reference.title(2), cells, {f"p={p}": f"p = {p}" for p in sorted(ps)},
                      paper_of=lambda name, label, column: reference.value(
-                         2, label, column, contexts[(name, label)] | {"p": int(column[2:])}))
+                         2, contexts[(name, label)]["criterion"], column, contexts[(name, label)] | {"p": int(column[2:])}))
 
 
 def table3(rows, reference):
     found = list(_verdicts_by_setting(rows, ("filter", "at_init")))
-    filters = {(name, v["criterion"], v["p"]) for name, v in found if v["kind"] == "filter"}
+    filters = {(name, v["criterion"], v["p"], v["rounds"]) for name, v in found if v["kind"] == "filter"}
     cells, ps, contexts = {}, set(), {}
     for name, v in sorted(found, key=lambda item: item[1]["kind"] != "filter"):
-        if (name, v["criterion"], v["p"]) not in filters:
+        if (name, v["criterion"], v["p"], v["rounds"]) not in filters:
             continue  # a layer ticket without a filter ticket of its size is Table 2's
         ps.add(v["p"])
-        label = f"{'filter' if v['kind'] == 'filter' else 'layer'} {v['criterion']}"
-        paper = reference.value(3, label, f"p={v['p']}", _context(v))
+        paper_row = f"{'filter' if v['kind'] == 'filter' else 'layer'} {v['criterion']}"
+        label = paper_row + _way(v)
+        paper = reference.value(3, paper_row, f"p={v['p']}", _context(v))
         cells.setdefault((name, label), {})[f"p={v['p']}"] = _diff_cell(v, paper)
         contexts[(name, label)] = _context(v)
     return _assemble(3, reference.title(3), cells, {f"p={p}": f"p = {p}" for p in sorted(ps)},
                      paper_of=lambda name, label, column: reference.value(
-                         3, label, column, contexts[(name, label)] | {"p": int(column[2:])}))
+                         3, label.removesuffix(_way(contexts[(name, label)])), column,
+                         contexts[(name, label)] | {"p": int(column[2:])}))
 
 
 def seconds_per_epoch(row):
@@ -154,7 +163,7 @@ def table4(rows, reference):
             paper = reference.value(4, f"{values['arch']} p={values['p']}", column, values)
             mean, std, n = stats(found)
             row[column] = Cell(mean, std, n, paper, units[column], "*" if column == "co2" and estimated else "")
-        cells[(setting(key[: len(BASELINE)]), f"{values['criterion']} p={values['p']}")] = row
+        cells[(setting(key[: len(BASELINE)]), f"{values['criterion']} p={values['p']}{_way(values)}")] = row
     notes = ["reductions against the mean of the dense runs; memory, CO2 and speed only against dense runs on "
              "the same device; speed-up = dense seconds per epoch / ticket's; FLOPs-ideal = dense MACs / ticket MACs"]
     if methods:
@@ -185,7 +194,7 @@ def table5(rows, reference):
             if column == "corruptions_generated":
                 paper = None  # generated corruptions are never compared with CIFAR-10-C
             row[column] = _diff_cell(verdict(base, ours), paper) if ours and base else Cell(None, paper=paper)
-        cells[(setting(key[: len(BASELINE)]), f"{values['criterion']} p={values['p']}")] = row
+        cells[(setting(key[: len(BASELINE)]), f"{values['criterion']} p={values['p']}{_way(values)}")] = row
     notes = []
     if not present:
         notes.append("no result row carries robustness columns yet (acc_cifar10c with cifar10c_source, "

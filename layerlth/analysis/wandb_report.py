@@ -11,7 +11,9 @@ import threading
 from layerlth.sweep.tracking import resolve_mode
 
 PUBLISH_TIMEOUT = 60
-GROUP_BY = ["config.kind", "config.criterion", "config.p"]
+# rounds: one-shot and iterative tickets are never averaged together (runs logged before the option
+# existed have no config.rounds and form their own group)
+GROUP_BY = ["config.kind", "config.criterion", "config.p", "config.rounds"]
 PANELS = [  # what the trials log: per-epoch metrics (x = epoch) and the summary of tracking.finish_run
     {"type": "LinePlot", "title": "Test accuracy per epoch (mean over seeds of each kind, criterion, p)",
      "x": "epoch", "y": ["test_acc"], "groupby_aggfunc": "mean", "groupby_rangefunc": "stddev"},

@@ -37,7 +37,9 @@ def resolve_mode(mode):
 
 
 def tags(config):
-    return [config.arch, config.kind, config.criterion if config.p else "dense", f"p={config.p}", f"seed={config.seed}"]
+    rounds = [f"k={config.rounds}"] if config.rounds != 1 else []  # iterative removal
+    return [config.arch, config.kind, config.criterion if config.p else "dense", f"p={config.p}", *rounds,
+            f"seed={config.seed}"]
 
 
 def start_run(config, group, mode, project, entity=None, directory=None, extra_tags=()):
