@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Depth search against the exhaustive grid it replaces, for real, on real CIFAR-10 images.
 
-  python benchmarks/depth_search.py --quick   # ResNet32, 2 seeds, 1024 images, 3 epochs (~10 min, 2 cores)
+  python benchmarks/depth_search.py --quick   # ResNet32, 2 seeds, 640 images, 3 epochs (~10 min, 2 cores)
   python benchmarks/depth_search.py           # 3 seeds, 2048 images, 6 epochs
 
 1. The exhaustive grid: ResNet32's dense net and its GraSP tickets at initialisation for every p the
@@ -57,12 +57,12 @@ def run_grid(search, store, root):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 1024 images, 3 epochs")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 640 images, 3 epochs")
     parser.add_argument("--data", default=str(DATA), help="an .npz of images (default: the CIFAR-10 subset)")
     parser.add_argument("--work", help="where the stores go (default: a temporary folder)")
     parser.add_argument("--figure", default=str(common.ROOT / "benchmarks" / "depth_search.png"))
     args = parser.parse_args()
-    seeds, images, epochs = ((0, 1), 1024, 3) if args.quick else ((0, 1, 2), 2048, 6)
+    seeds, images, epochs = ((0, 1), 640, 3) if args.quick else ((0, 1, 2), 2048, 6)
     work = Path(args.work or tempfile.mkdtemp(prefix="depth-search-"))
     base = TrialConfig(kind="at_init", arch="resnet32", dataset=args.data, criterion="grasp", recipe="he2016",
                        epochs=epochs, train_subset=images, score_batches=2, score_batch_size=64, emissions=False,

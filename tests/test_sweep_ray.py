@@ -104,28 +104,37 @@ def power_cut(pid):
     psutil.wait_procs(procs, timeout=30)
 
 
+def kill_driver_when(argv, tmp_path, ready, what, timeout=240):
+    """Run sweeps/run.py in a process of its own; cut its power once `ready()` is true."""
+    # its own short temp dir: Ray's socket paths must stay under 108 bytes
+    env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="ray", dir="/tmp"), PYTHONUNBUFFERED="1")
+    log = tmp_path / "driver.log"
+    driver = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "run.py"), *argv, "--num-cpus", "2"],
+                              env=env, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline and driver.poll() is None:
+        found = ready()
+        if found:
+            power_cut(driver.pid)
+            driver.wait()
+            return found
+        time.sleep(0.3)
+    pytest.fail(f"the sweep never got to the point where {what}:\n{log.read_text()[-3000:]}")
+
+
 def test_killed_sweep_resumes_from_checkpoints(ray_session, tmp_path, capsys):
     grid = tmp_path / "resumable.yaml"
     grid.write_text(RESUMABLE)
     storage = tmp_path / "store"
     root = storage / "resumable"
     argv = ["--grid", str(grid), "--storage", str(storage), "--no-wandb", "--max-concurrent", "2"]
-    # its own short temp dir: Ray's socket paths must stay under 108 bytes
-    env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="ray", dir="/tmp"), PYTHONUNBUFFERED="1")
-    log = (tmp_path / "driver.log").open("w")
-    driver = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "run.py"), *argv, "--num-cpus", "2"],
-                              env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while time.time() < deadline and driver.poll() is None:  # kill once a ticket finished and another is half-way
+
+    def half_way():  # a ticket finished and another is half-way
         done = rows(root) if (root / "trials").is_dir() else {}
         running = {t: c for t, c in checkpoints(root).items() if t not in done and 2 <= c <= 7}
-        if any(r["kind"] == "at_init" for r in done.values()) and running:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"the sweep never reached a killable state:\n{(tmp_path / 'driver.log').read_text()[-3000:]}")
-    power_cut(driver.pid)
-    driver.wait()
+        return running if any(r["kind"] == "at_init" for r in done.values()) and running else None
+
+    running = kill_driver_when(argv, tmp_path, half_way, "a ticket finished and another is half-way")
     before = {t: (root / "trials" / t / "result.json").read_text() for t in rows(root)}
     interrupted = set(running) - set(before)  # a trial may finish between the last look and the cut
     assert interrupted, (running, before.keys())

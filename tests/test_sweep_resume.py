@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from test_hardening import Payload
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sweeps"))
 import run as sweep_cli  # noqa: E402
@@ -21,16 +23,6 @@ studies:
   - {kind: dense}
   - {kind: at_init, criterion: grasp, p: 1}
 """
-
-
-class Payload:
-    """Unpickling this calls open(marker, "w"): a stand-in for any command."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def records(root):

@@ -2,17 +2,13 @@
 p* as the same search uninterrupted, trains no finished trial again and unpickles nothing it reads back."""
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from test_sweep_ray import power_cut, rows
-from test_sweep_resume import Payload, plant
+from test_sweep_ray import kill_driver_when, rows
+from test_sweep_resume import plant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sweeps"))
@@ -36,19 +32,8 @@ def test_killed_search_resumes_to_the_same_p_star(ray_session, tmp_path, capsys)
     # the same search uninterrupted, with the same threads per trial (results depend on them)
     assert sweep_cli.main([*argv[:3], str(tmp_path / "plain"), *argv[4:]]) == 0
     plain = json.loads((tmp_path / "plain" / "deep" / "searches.json").read_text())[0]
-    env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="ray", dir="/tmp"), PYTHONUNBUFFERED="1")
-    log = (tmp_path / "driver.log").open("w")
-    driver = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "run.py"), *argv, "--num-cpus", "2"],
-                              env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while time.time() < deadline and driver.poll() is None:  # kill once the first round is stored
-        if (root / "trials").is_dir() and len(rows(root)) >= 4:
-            break
-        time.sleep(0.3)
-    else:
-        pytest.fail(f"the search never got past its first round:\n{(tmp_path / 'driver.log').read_text()[-3000:]}")
-    power_cut(driver.pid)
-    driver.wait()
+    kill_driver_when(argv, tmp_path, lambda: (root / "trials").is_dir() and len(rows(root)) >= 4,
+                     "the first round is stored")
     before = {t: (root / "trials" / t / "result.json").read_text() for t in rows(root)}
     assert len(before) < plain["trials"], "the search finished before the kill"
     marker = tmp_path / "pwned"
@@ -58,7 +43,7 @@ def test_killed_search_resumes_to_the_same_p_star(ray_session, tmp_path, capsys)
     capsys.readouterr()
     assert sweep_cli.main([*argv, "--resume"]) == 0
     out = capsys.readouterr().out
-    assert not marker.exists() and Payload  # nothing planted ran
+    assert not marker.exists()  # nothing planted ran
     found = json.loads((root / "searches.json").read_text())[0]
     assert (found["p_star"], found["rounds"], found["visited"]) == (plain["p_star"], plain["rounds"], plain["visited"])
     assert f"p* = {found['p_star'] if found['p_star'] is not None else 'none'}" in out
