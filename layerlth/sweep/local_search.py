@@ -5,7 +5,7 @@ rounds against the stored records and trains only what is missing."""
 
 from layerlth.config import DEFAULT_DENSE_DIR, TrialConfig
 from layerlth.depth_search import run_search
-from layerlth.sweep.search_report import format_summary, save_summaries
+from layerlth.sweep.search_report import format_summary, save_summaries, with_cost
 from layerlth.sweep.store import SweepStore
 from layerlth.trial import run_trial
 
@@ -40,7 +40,7 @@ def run_searches(search_list, root, log=print):
     for search in search_list:
         log(f"{search.label}: p in {search.low}..{search.high}, seeds {list(search.seeds)}, {search.rule}")
         found, trained = run_search(search, stored(store), trainer(store, root), log)
-        found["trained_now"] = trained
+        found = with_cost(search, found | {"trained_now": trained})
         summaries.append(found)
         log(format_summary(found))
     save_summaries(store, summaries)

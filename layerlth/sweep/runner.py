@@ -31,7 +31,7 @@ from layerlth.sweep.driver_lease import one_driver
 from layerlth.sweep.estimate import dry_run_table
 from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
 from layerlth.sweep.late_similarity import fill_similarity
-from layerlth.sweep.search_report import format_summary, grid_configs, price_table, save_summaries
+from layerlth.sweep.search_report import format_summary, grid_configs, price_table, save_summaries, with_cost
 from layerlth.sweep.search_specs import searches
 from layerlth.sweep.jobs import flops_duration, jobs, schedule_table
 from layerlth.sweep.store import StoreFailed, SweepStore
@@ -179,8 +179,8 @@ def report_searches(searcher, store):
         if search.label in searcher.failed:
             print(f"{search.label}: stopped: {searcher.failed[search.label]}")
             continue
-        found.append(search_summary(search, searcher.records) | {"trained_now": searcher.asked[search.label],
-                                                                  "wandb_tag": search_tag(search)})
+        found.append(with_cost(search, search_summary(search, searcher.records)
+                               | {"trained_now": searcher.asked[search.label], "wandb_tag": search_tag(search)}))
         print(format_summary(found[-1]))
     save_summaries(store, found)
 

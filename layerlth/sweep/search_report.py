@@ -60,6 +60,13 @@ def price_table(search_list):
     return "\n".join(lines)
 
 
+def with_cost(search, found):
+    """The summary with the GPU-hours of the trials it asked for and of the grid, at the assumed TFLOP/s."""
+    asked = [c for i, points in enumerate(found["rounds"]) for c in search.round_configs(points, i == 0)]
+    return found | {"gpu_hours": _gpu_hours(asked), "grid_gpu_hours": _gpu_hours(grid_configs(search)),
+                    "assumed_tflops": ASSUMED_TFLOPS}
+
+
 def format_summary(found):
     def point(at):
         if not at:
@@ -74,7 +81,9 @@ def format_summary(found):
              "  visited " + ", ".join(f"p={p} {'win' if won else 'loss'}" for p, won in found["visited"].items()),
              f"  {found['trials']} trials ({found.get('trained_now', found['trials'])} trained now), "
              f"{found['epochs']} epochs; the grid over {found['range'][0]}..{found['range'][1]}: "
-             f"{found['grid_trials']} trials"]
+             f"{found['grid_trials']} trials"
+             + (f"; {found['gpu_hours']:.2f} vs {found['grid_gpu_hours']:.2f} GPU-hours at an assumed "
+                f"{found['assumed_tflops']:g} TFLOP/s" if "gpu_hours" in found else "")]
     if found["contradictions"]:
         lines.append(f"  not monotone: p={found['contradictions']} won above the loss at p={found['above_p_star']['p']}; "
                      f"p* counts only the wins below every loss")
