@@ -87,3 +87,18 @@ def test_ticket_weights_of_another_arch_are_refused(tmp_path):
     with pytest.raises(UnsafeCheckpoint, match="not of the trial's 'resnet32'"):
         load_state("weights.pt", other, io.BytesIO(saved["bytes"]))
     assert load_state("weights.pt", config, io.BytesIO(saved["bytes"]))["epoch"] == 1
+
+
+def test_existing_configs_keep_their_trial_hash_and_dense_key():
+    """Relaunches find finished work by these: computed before this round of options was added."""
+    pinned = [
+        (dict(kind="dense", arch="resnet56", dataset="cifar10", recipe="paper", seed=2), "de48d9981f6e", "1eb3a02bf4ee"),
+        (dict(kind="after_training", arch="resnet32", dataset="cifar10", criterion="kl", p=1, rewind=25),
+         "7df2be83b7d9", "1ed809d3c02b"),
+        (dict(kind="filter", arch="resnet32", dataset="cifar10", criterion="grasp", p=2, seed=1,
+              robustness=("cifar10c", "cifar102")), "3a5324c309d5", "559ab7718674"),
+    ]
+    for values, trial_hash, dense_key in pinned:
+        for extra in ({}, {"stop_rungs": (0.25, 0.5), "stop_margin": 1.0}):  # early stopping: the same trial
+            config = TrialConfig(**values, **extra)
+            assert (config.hash(), config.dense_key()) == (trial_hash, dense_key), values
