@@ -107,7 +107,8 @@ def run_searches(search_list, args, root, store):
     from layerlth.sweep.depth_searcher import DepthSearcher
 
     searcher = DepthSearcher(search_list, store, trial_params(args, root))
-    if searcher.pending():
+    if searcher.pending():  # a search whose every trial is stored needs no Ray
+        start_ray(args)
         run_experiment(searcher, sum(len(grid_configs(s)) for s in search_list), args, root, store)
     return searcher
 
@@ -246,7 +247,6 @@ def run(args):
             guard.check()  # a driver that lost its lease leaves the records to the one holding it
             record_unrun(todo, store)
         if search_list:
-            start_ray(args)
             searcher = run_searches(search_list, args, root, store)
             guard.check()
             report_searches(searcher, store)
