@@ -7,8 +7,6 @@ a measurement. The result names the source of each part next to the numbers.
 
 import logging
 
-from codecarbon import OfflineEmissionsTracker
-
 _MEASURED_CPU_MODES = {"intel_rapl", "intel_power_gadget", "apple_powermetrics", "windows_emi"}
 
 
@@ -37,6 +35,8 @@ class EmissionsMeter:
 
     def __enter__(self):
         if self.enabled:
+            from codecarbon import OfflineEmissionsTracker  # here: a trial without emissions needs no codecarbon
+
             logging.getLogger("codecarbon").setLevel(logging.ERROR)
             self.tracker = OfflineEmissionsTracker(
                 country_iso_code=self.country, save_to_file=False, log_level="error",
