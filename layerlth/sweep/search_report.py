@@ -4,13 +4,14 @@ after a search, stored as `searches.json` in the sweep's folder, priced by `--dr
 import statistics
 
 from layerlth.depth_search import next_points
-from layerlth.sweep.estimate import trial_cost
+from layerlth.sweep.jobs import flops_duration
 
 ASSUMED_TFLOPS = 4.0  # as `sweeps/run.py --dry-run`'s default: no GPU throughput has been measured
 
 
 def _gpu_hours(configs, tflops=ASSUMED_TFLOPS):
-    return sum(trial_cost(c)[1] for c in configs) / (tflops * 1e12) / 3600
+    seconds = flops_duration(tflops)  # the dry run's own per-trial estimate
+    return sum(seconds(c) for c in configs) / 3600
 
 
 def grid_configs(search):
