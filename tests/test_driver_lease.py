@@ -117,7 +117,8 @@ def test_driver_whose_lease_was_taken_says_so_and_stops(sweep, caplog):
 
 
 def test_drivers_racing_for_the_lease_exactly_one_wins(sweep):
-    leases = [DriverLease(sweep, heartbeat=0.05, on_lost=never_lost) for _ in range(8)]
+    # beats slow enough that no loaded machine lets the winner's lease look stale mid-race
+    leases = [DriverLease(sweep, heartbeat=2, on_lost=never_lost) for _ in range(8)]
     start, outcomes = threading.Barrier(len(leases)), []
 
     def race(lease):
@@ -135,6 +136,8 @@ def test_drivers_racing_for_the_lease_exactly_one_wins(sweep):
         thread.join()
     winners = [o for o in outcomes if o != "busy"]
     assert len(outcomes) == 8 and len(winners) == 1
+    winners[0]._stop.set()  # a beat between the read and the compare would change the tag
+    winners[0]._beats.join()
     assert S3Object(sweep.path(LEASE)).read()[1] == winners[0].tag
     winners[0].__exit__(None, None, None)
     assert not sweep.exists(LEASE)
