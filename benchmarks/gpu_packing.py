@@ -24,7 +24,7 @@ import common
 import torch
 import torch.multiprocessing as mp
 
-from layerlth import build_model, fastpath
+from layerlth import build_for_images, fastpath
 from layerlth.data import load_dataset
 from layerlth.recipes import get_recipe
 
@@ -35,7 +35,7 @@ def worker(settings, barrier, results):
     arch, fast, compiled, steps, repeats, data_name = settings
     torch.manual_seed(0)
     data = load_dataset(data_name).to("cuda")
-    model = build_model(arch, data.num_classes, data.image_size[0]).cuda()
+    model = build_for_images(arch, data.num_classes, data.image_size).cuda()
     run = common.layerlth_steps(model, data, steps, fast, BATCH, prepare=torch.compile if compiled else None)
     run()  # warm-up: cuDNN autotuning, compilation
     torch.cuda.reset_peak_memory_stats()

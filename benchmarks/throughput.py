@@ -27,7 +27,7 @@ import common
 import torch
 import torch.nn.functional as F
 
-from layerlth import build_model, fastpath
+from layerlth import build_for_images, fastpath
 from layerlth._torchvision import torchvision
 from layerlth.data import load_dataset
 from layerlth.recipes import get_recipe
@@ -88,7 +88,7 @@ def plain_variant(model, loader, steps, fast, device):
 
 def measure(arch, data, loader, steps, repeats, device, compiled):
     torch.manual_seed(0)
-    model = build_model(arch, data.num_classes, data.image_size[0]).to(device)
+    model = build_for_images(arch, data.num_classes, data.image_size).to(device)
     paths = {"fp32": fastpath.FastPath(False, False), "fast": fastpath.choose(device),
              "bf16": fastpath.FastPath(True, True)}
     variants = {"plain fp32": plain_variant(model, loader, steps, paths["fp32"], device)}

@@ -19,7 +19,7 @@ import statistics
 import common
 import torch
 
-from layerlth import TrialConfig, build_model, count_macs, fastpath, tickets
+from layerlth import TrialConfig, build_for_images, count_macs, fastpath, tickets
 from layerlth.data import load_dataset
 
 BATCH = 128
@@ -31,7 +31,7 @@ PAPER_SPEEDUP = {("resnet32", 1): 1.10, ("resnet32", 3): 1.35, ("resnet32", 4): 
 def nets(arch, ps, data, score_batches):
     """The dense net and its GraSP tickets, each a physically shallower copy with the dense init."""
     torch.manual_seed(0)
-    dense = build_model(arch, data.num_classes, data.image_size[0]).to(data.train_x.device)
+    dense = build_for_images(arch, data.num_classes, data.image_size).to(data.train_x.device)
     made = {0: dense}
     for p in ps:
         config = TrialConfig(arch=arch, dataset=data.name, criterion="grasp", p=p, score_batches=score_batches)

@@ -3,7 +3,15 @@
 from layerlth.config import TrialConfig
 from layerlth.criteria import CRITERIA, score_blocks
 from layerlth.measure import count_macs, count_params
-from layerlth.models import RemovalRule, build_model, describe_blocks, removable_blocks, remove_blocks
+from layerlth.models import (
+    RemovalRule,
+    build_for_images,
+    build_model,
+    describe_blocks,
+    register_block,
+    removable_blocks,
+    remove_blocks,
+)
 from layerlth.trial import run_trial
 
 __version__ = "0.1.0"
@@ -11,10 +19,12 @@ __all__ = [
     "CRITERIA",
     "RemovalRule",
     "TrialConfig",
+    "build_for_images",
     "build_model",
     "count_macs",
     "count_params",
     "describe_blocks",
+    "register_block",
     "removable_blocks",
     "remove_blocks",
     "run_trial",

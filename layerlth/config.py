@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from layerlth.arch_names import identity
 from layerlth.field_checks import check_values
 
 
@@ -16,7 +17,7 @@ def _f(default, help, **kwargs):
 @dataclass(frozen=True)
 class TrialConfig:
     kind: str = _f("at_init", "dense, at_init (Algorithm 2), after_training (Algorithm 1) or filter (Table 3)")
-    arch: str = _f("resnet20", "network: resnet{6n+2} (resnet20/32/44/56/110), resnet18, mobilenet_v2")
+    arch: str = _f("resnet20", "network: resnet20/32/44/56/110 or cifar_resnet{6n+2}, a torchvision family (resnet50, convnext_tiny, swin_t, vit_b_16, ...), vit_cifar, or package.module:callable (layerlth inspect --help lists all)")
     dataset: str = _f("digits", "cifar10, cifar100, digits, synthetic, or a path to an .npz")
     data_dir: str | None = _f(None, "where CIFAR is cached (default $LAYERLTH_DATA or ~/.cache/layerlth/data)", hashed=False, dense=False)
     shortcut: str = _f("B", "CIFAR ResNet shortcut: B = 1x1 projection (paper's MACs), A = parameter-free")
@@ -70,7 +71,7 @@ class TrialConfig:
     def hash(self):
         """Stable name of the trial: defaults are left out, so adding a field renames nothing;
         so are the fields that only say where files live."""
-        return _digest(self.non_defaults({f.name for f in fields(self) if f.metadata.get("hashed", True)}))
+        return _digest(_named(self.non_defaults({f.name for f in fields(self) if f.metadata.get("hashed", True)})))
 
     @property
     def is_dense(self):
@@ -84,7 +85,7 @@ class TrialConfig:
 
     def dense_key(self):
         """Names the stored dense run: only what changes the dense training."""
-        return _digest(self.non_defaults({f.name for f in fields(self) if f.metadata.get("dense", True)} - {"kind"}))
+        return _digest(_named(self.non_defaults({f.name for f in fields(self) if f.metadata.get("dense", True)} - {"kind"})))
 
     def to_dict(self):
         return asdict(self)
@@ -106,6 +107,11 @@ class TrialConfig:
 DEFAULT_DENSE_DIR = TrialConfig.__dataclass_fields__["dense_dir"].default
 # not part of the dense run's identity, but handed to it
 _CARRIED = {"data_dir", "device", "country", "emissions", "dense_dir", "gpu_share"}
+
+
+def _named(values):
+    """The arch by its identity: a renamed architecture never meets results of its old meaning."""
+    return values | {"arch": identity(values["arch"])} if "arch" in values else values
 
 
 def _digest(values):

@@ -16,7 +16,7 @@ import torch
 
 from layerlth.criteria import aggregate, check_criterion, score_blocks, score_weights
 from layerlth.data import Batches
-from layerlth.models import RemovalRule, build_model, removable_blocks, remove_blocks
+from layerlth.models import RemovalRule, build_for_images, removable_blocks, remove_blocks
 from layerlth.models.filters import filter_count, filter_scores, remove_filters, select_filters
 from layerlth.rounds import removal_order, remove_in_rounds
 
@@ -98,7 +98,7 @@ def after_training(dense, run, config, data):
     _, facts = score_and_remove(trained, config, data)
     if config.reinit:  # Liu et al. 2019: same architecture, fresh weights
         torch.manual_seed(config.seed + 1)
-        start = build_model(config.arch, data.num_classes, data.image_size[0], config.shortcut).to(device)
+        start = build_for_images(config.arch, data.num_classes, data.image_size, config.shortcut).to(device)
         return remove_blocks(start, facts["removed"]), facts, 0
     rewound = with_weights(dense, run.weights(config.rewind, device))
     return remove_blocks(rewound, facts["removed"]), facts, config.rewind

@@ -11,14 +11,14 @@ import torch
 from layerlth import tickets
 from layerlth.checkpoints import write_json_atomic
 from layerlth.config import TrialConfig
-from layerlth.criteria import AGGREGATES, CRITERIA, check_criterion
-from layerlth.data import Batches, check_dataset, load_dataset
+from layerlth.criteria import AGGREGATES, CRITERIA, check_applicable, check_criterion
+from layerlth.data import Batches, check_dataset, image_shape, load_dataset
 from layerlth.dense_runs import DenseRun
 from layerlth.early_stop import EarlyStop
 from layerlth.emissions import EmissionsMeter, over_attempts
 from layerlth.fastpath import choose as choose_fast_path
 from layerlth.measure import count_macs, count_params, training_step_bytes
-from layerlth.models import SHORTCUTS, build_model, check_arch, max_removable
+from layerlth.models import SHORTCUTS, build_for_images, check_arch, checked_network, max_removable
 from layerlth.models.filters import prunable_convs
 from layerlth.recipes import training_recipe
 from layerlth.robustness import check_robustness, robustness_columns
@@ -48,7 +48,8 @@ def validate(config):
     for name in ("score_batches", "score_batch_size", "min_per_stage", "pls_components"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    model = build_model(config.arch, shortcut=config.shortcut)
+    model = checked_network(config.arch, image_shape(config.dataset), config.shortcut)
+    check_applicable(config.criterion, model, config.arch)
     rule = tickets.removal_rule(config)
     limit = max_removable(model, rule)
     if not 0 <= config.p <= limit:
@@ -100,7 +101,7 @@ def run_trial(config, callbacks=(), resume=None):
 
 def initial_dense(config, data, device):
     torch.manual_seed(config.seed)
-    return build_model(config.arch, data.num_classes, data.image_size[0], config.shortcut).to(device)
+    return build_for_images(config.arch, data.num_classes, data.image_size, config.shortcut).to(device)
 
 
 def trained_dense(config, data, device):

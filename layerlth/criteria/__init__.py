@@ -20,7 +20,9 @@ from layerlth.criteria.snip import snip
 from layerlth.criteria.synflow import synflow
 from layerlth.criteria.trained import cka, expectabs, hrank, kl, l1, pls
 from layerlth.criteria.weights import AGGREGATES, aggregate
-from layerlth.models import removable_blocks
+import torch.nn as nn
+
+from layerlth.models import block_kind, removable_blocks
 from layerlth.models.blocks import PHYSICAL_ONLY
 
 
@@ -54,7 +56,10 @@ CRITERIA = {
     "l1": Criterion(l1, True, False, False, "L1 norm of the block's weights (biased to early stages)", True),
     "random": Criterion(random_blocks, False, False, False, "uniform random scores (seeded)"),
 }
-__all__ = ["AGGREGATES", "CRITERIA", "aggregate", "Criterion", "check_criterion", "score_blocks", "score_weights"]
+__all__ = ["AGGREGATES", "CRITERIA", "aggregate", "Criterion", "check_applicable", "check_criterion", "score_blocks",
+           "score_weights"]
+MAP_CRITERIA = ("hrank", "expectabs", "pls")  # defined on a block's (N, C, H, W) output maps
+NOT_HOMOGENEOUS = (nn.LayerNorm, nn.MultiheadAttention)  # LayerNorm2d and Swin's norms subclass LayerNorm
 
 
 def check_criterion(name):
@@ -63,8 +68,31 @@ def check_criterion(name):
     return CRITERIA[name]
 
 
-def _run(model, criterion, batches, options):
+def check_applicable(criterion, model, arch=None):
+    """Refuse a criterion on a network where it has no definition, naming both.
+
+    SynFlow's conservation argument needs a positively homogeneous net (ReLU, BN in eval mode);
+    LayerNorm and softmax attention break it, so transformer-style nets (ViT, Swin, ConvNeXt) are
+    refused. HRank, expectABS and PLS read a block's (N, C, H, W) output maps; transformer blocks
+    compute on tokens, where the authors define only CKA (and random) for layers.
+    """
     entry = check_criterion(criterion)
+    name = arch or type(model).__name__
+    if criterion == "synflow":
+        found = sorted({type(m).__name__ for m in model.modules() if isinstance(m, NOT_HOMOGENEOUS)})
+        if found:
+            raise ValueError(f"criterion 'synflow' assumes a positively homogeneous net, but {name} has {found}: "
+                             f"its scores would have no meaning there; use grasp, snip or random")
+    if criterion in MAP_CRITERIA:
+        tokens = sorted({type(m).__name__ for m in model.modules() if getattr(block_kind(m), "layout", "") == "tokens"})
+        if tokens:
+            raise ValueError(f"criterion {criterion!r} is defined on (N, C, H, W) maps, but {name}'s blocks "
+                             f"{tokens} compute on tokens; for trained transformers use cka, kl or random")
+    return entry
+
+
+def _run(model, criterion, batches, options):
+    entry = check_applicable(criterion, model)
     batches = list(batches) if entry.needs_data else batches
     if entry.needs_data and not batches:
         raise ValueError(f"criterion {criterion!r} needs batches of (inputs, labels)")

@@ -3,13 +3,41 @@
 Removing theta changes the gradient norm g^T g by about -2 theta^T H g, so a block with a large
 theta * Hg carries gradient flow and is kept; one with a low (or negative) score goes first.
 The loss divides logits by a temperature (200, as in the GraSP code) to keep the softmax from
-saturating at initialisation.
+saturating at initialisation. Hg needs a second derivative through every op, which torch lacks for
+hardsigmoid/hardswish (MobileNetV3): in the criterion's own copy of the net they are swapped for
+their exact relu6 forms, which have one; nor for the fused attention kernels, so attention runs as
+plain matmuls (the math kernel) while scoring.
 """
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from layerlth.criteria.weights import prunable_weights
+
+
+class _HardSigmoid(nn.Module):
+    def forward(self, x):
+        return F.relu6(x + 3) / 6
+
+
+class _HardSwish(nn.Module):
+    def forward(self, x):
+        return x * F.relu6(x + 3) / 6
+
+
+_TWICE_DIFFERENTIABLE = {nn.Hardsigmoid: _HardSigmoid, nn.Hardswish: _HardSwish}
+
+
+def _twice_differentiable(model):
+    """Swap, in place, the activations without a second derivative for equal ones that have it."""
+    for name, module in list(model.named_modules()):
+        swap = _TWICE_DIFFERENTIABLE.get(type(module))
+        if swap:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, swap())
+    return model
 
 
 def _loss(model, inputs, labels, temperature):
@@ -17,6 +45,11 @@ def _loss(model, inputs, labels, temperature):
 
 
 def grasp(model, batches, temperature=200.0):
+    with sdpa_kernel(SDPBackend.MATH):
+        return _grasp(_twice_differentiable(model), batches, temperature)  # the criterion's own copy
+
+
+def _grasp(model, batches, temperature):
     weights = prunable_weights(model)
     params = list(weights.values())
     batches = list(batches)

@@ -1,7 +1,5 @@
 """The weights a pruning score rates, and how per-weight scores become one score per block."""
 
-import torch.nn as nn
-
 AGGREGATES = {
     "sum": "sum of the block's per-weight scores (bigger blocks can score more)",
     "mean": "mean per-weight score of the block (independent of the block's width)",
@@ -9,12 +7,11 @@ AGGREGATES = {
 
 
 def prunable_weights(model):
-    """{name: weight} of every conv and linear layer: the connections SNIP/GraSP/SynFlow rate."""
-    return {
-        f"{module_name}.weight": module.weight
-        for module_name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear))
-    }
+    """{name: weight} of every parameter with two or more dimensions: conv kernels, linear and
+    attention projections (MultiheadAttention's in_proj_weight), ConvNeXt's layer scale, Swin's
+    position-bias table. Biases and normalisation scales are left out, as in the authors' code;
+    on a CIFAR ResNet these are exactly its conv and linear weights."""
+    return {name: p for name, p in model.named_parameters() if p.dim() >= 2}
 
 
 def aggregate(weight_scores, blocks, how="sum"):

@@ -2,6 +2,14 @@
 
 from layerlth.data.batches import Batches
 from layerlth.data.images import ImageData
-from layerlth.data.sources import HELP, DatasetUnavailable, check_dataset, default_root, load_dataset, synthetic
+from layerlth.data.sources import (
+    HELP,
+    DatasetUnavailable,
+    check_dataset,
+    default_root,
+    image_shape,
+    load_dataset,
+    synthetic,
+)
 
-__all__ = ["HELP", "Batches", "DatasetUnavailable", "ImageData", "check_dataset", "default_root", "load_dataset", "synthetic"]
+__all__ = ["HELP", "Batches", "DatasetUnavailable", "ImageData", "check_dataset", "default_root", "image_shape", "load_dataset", "synthetic"]

@@ -33,6 +33,27 @@ def check_dataset(name):
     raise ValueError(f"unknown dataset {name!r}; allowed: {HELP}")
 
 
+_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "digits": (1, 8, 8), "synthetic": (3, 32, 32)}
+
+
+def image_shape(name):
+    """(C, H, W) of the dataset's images without loading it (an .npz: read from its header), so a
+    network can be validated for the images it will see before any data is read."""
+    check_dataset(name)
+    if name in _SHAPES:
+        return _SHAPES[name]
+    try:
+        with zipfile.ZipFile(name) as archive, archive.open("train_x.npy") as header:
+            version = np.lib.format.read_magic(header)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(header)[0]
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{name} has no readable train_x array ({type(error).__name__}: {error})") from error
+    if len(shape) != 4:
+        raise ValueError(f"{name}: train_x must be (N, C, H, W), got shape {shape}")
+    return tuple(int(n) for n in shape[1:])
+
+
 def load_dataset(name, root=None):
     check_dataset(name)
     if name in ("cifar10", "cifar100"):

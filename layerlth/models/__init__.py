@@ -1,64 +1,75 @@
 """Model registry: architecture name -> network whose residual blocks have stable names."""
 
-import re
+from functools import lru_cache
 
-import torch.nn as nn
+import torch
 
-from layerlth._torchvision import torchvision
+from layerlth.arch_names import ARCH_HELP, check_arch
 from layerlth.models.blocks import (
+    PHYSICAL_ONLY,
     BlockInfo,
     RemovalRule,
+    block_kind,
     describe_blocks,
     max_removable,
+    register_block,
     removable_blocks,
     select_lowest,
 )
-from layerlth.models.cifar_resnet import SHORTCUTS, cifar_resnet
+from layerlth.models.cifar_resnet import SHORTCUTS
 from layerlth.models.surgery import remove_blocks
-
-_CIFAR_RESNET = re.compile(r"resnet(\d+)$")
-_TORCHVISION = ("resnet18", "mobilenet_v2")
-ARCH_HELP = "resnet{6n+2} (resnet20, resnet32, resnet44, resnet56, resnet110, ...), " + ", ".join(_TORCHVISION)
+from layerlth.models.zoo import build_network
 
 
-def _torchvision_model(arch, num_classes, in_channels):
-    """ImageNet-style nets from torchvision, unchanged but for the input channels."""
-    model = getattr(torchvision.models, arch)(num_classes=num_classes)
-    if in_channels != 3 and arch == "resnet18":
-        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-    elif in_channels != 3:
-        model.features[0][0] = nn.Conv2d(in_channels, 32, 3, 2, 1, bias=False)
-    return model
-
-
-def check_arch(arch):
-    match = _CIFAR_RESNET.match(arch)
-    if arch in _TORCHVISION or (match and int(match[1]) >= 8 and (int(match[1]) - 2) % 6 == 0):
-        return arch
-    raise ValueError(f"unknown arch {arch!r}; allowed: {ARCH_HELP}")
-
-
-def build_model(arch, num_classes=10, in_channels=3, shortcut="B", removed=()):
-    """A freshly initialised `arch`; `removed` names blocks to leave out (a ticket's architecture).
+def build_model(arch, num_classes=10, in_channels=3, shortcut="B", removed=(), image_size=32):
+    """A freshly initialised `arch` for `image_size`-sided images; `removed` names blocks to leave
+    out (a ticket's architecture).
 
     `shortcut` applies to the CIFAR ResNets: "B" (1x1 projection, the default: the paper's MAC
     counts include it) or "A" (parameter-free, the one He et al.'s parameter counts use).
     """
-    check_arch(arch)
-    if arch in _TORCHVISION:
-        model = _torchvision_model(arch, num_classes, in_channels)
-    else:
-        model = cifar_resnet(int(_CIFAR_RESNET.match(arch)[1]), num_classes, in_channels, shortcut)
+    model = build_network(arch, num_classes, in_channels, shortcut, image_size)
     return remove_blocks(model, removed) if removed else model
+
+
+def build_for_images(arch, num_classes, shape, shortcut="B", removed=()):
+    """`arch` for images of shape (C, H, W)."""
+    return build_model(arch, num_classes, shape[0], shortcut, removed, image_size=shape[-1])
+
+
+@lru_cache(maxsize=32)
+def checked_network(arch, shape=(3, 32, 32), shortcut="B"):
+    """`arch` built for images of `shape` (C, H, W), shown to take one such image and to have at
+    least one removable block: the driver's check before any trial starts, each error naming the
+    arch. Cached (a grid asks for the same net many times), so callers only read it."""
+    model = build_for_images(arch, 10, tuple(shape), shortcut).eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *shape))
+    except Exception as error:
+        raise ValueError(f"arch {arch!r} does not take {'x'.join(map(str, shape))} images "
+                         f"({type(error).__name__}: {error})") from error
+    try:
+        blocks = describe_blocks(model, PHYSICAL_ONLY)
+    except ValueError as error:
+        raise ValueError(f"arch {arch!r}: {error}") from error
+    if not any(block.removable for block in blocks):
+        why = "; ".join(f"{b.name}: {b.reason}" for b in blocks)
+        raise ValueError(f"arch {arch!r} has no removable residual block ({why})")
+    return model
 
 
 __all__ = [
     "ARCH_HELP",
     "BlockInfo",
+    "block_kind",
+    "register_block",
     "RemovalRule",
     "SHORTCUTS",
+    "build_for_images",
     "build_model",
     "check_arch",
+    "checked_network",
     "describe_blocks",
     "max_removable",
     "removable_blocks",

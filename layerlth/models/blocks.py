@@ -8,18 +8,62 @@ A stage is a run of consecutive blocks in one container that starts at a shape-c
 
 from dataclasses import dataclass
 
+import torch.nn as nn
 
 from layerlth._torchvision import torchvision
 from layerlth.models.cifar_resnet import BasicBlock as CifarBasicBlock
 
 _TV = torchvision.models
-# class -> does this block keep its input's shape (so that removing it leaves y = x)?
-_SHAPE_PRESERVING = {
-    CifarBasicBlock: lambda block: block.preserves_shape,
-    _TV.resnet.BasicBlock: lambda block: block.downsample is None,
-    _TV.resnet.Bottleneck: lambda block: block.downsample is None,
-    _TV.mobilenetv2.InvertedResidual: lambda block: block.use_res_connect,
+CONTAINERS = (nn.Sequential, nn.ModuleList)  # containers a network runs in order, by position
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """How layerlth recognises a residual block class: does an instance keep its input's shape
+    (so that removing it leaves y = x), and does it compute on (N, C, H, W) maps ("conv") or on
+    tokens ("tokens", where the map-based criteria HRank, expectABS and PLS have no definition)."""
+
+    preserves_shape: object = None  # block -> bool; None: always
+    layout: str = "conv"
+
+    def keeps_shape(self, block):
+        return True if self.preserves_shape is None else bool(self.preserves_shape(block))
+
+
+LAYOUTS = ("conv", "tokens")
+_REGISTRY = {
+    CifarBasicBlock: BlockKind(lambda block: block.preserves_shape),
+    _TV.resnet.BasicBlock: BlockKind(lambda block: block.downsample is None),
+    _TV.resnet.Bottleneck: BlockKind(lambda block: block.downsample is None),
+    _TV.mobilenetv2.InvertedResidual: BlockKind(lambda block: block.use_res_connect),
+    _TV.mobilenetv3.InvertedResidual: BlockKind(lambda block: block.use_res_connect),
+    _TV.efficientnet.MBConv: BlockKind(lambda block: block.use_res_connect),
+    _TV.efficientnet.FusedMBConv: BlockKind(lambda block: block.use_res_connect),
+    _TV.regnet.ResBottleneckBlock: BlockKind(lambda block: block.proj is None),
+    _TV.convnext.CNBlock: BlockKind(),
+    _TV.swin_transformer.SwinTransformerBlock: BlockKind(layout="tokens"),  # and its V2 subclass
+    _TV.vision_transformer.EncoderBlock: BlockKind(layout="tokens"),
 }
+
+
+def register_block(cls, preserves_shape=None, layout="conv"):
+    """Declare a residual block class of your own: instances compute y = x + f(x) (or a chain of
+    such sums) and sit in an nn.Sequential/nn.ModuleList that the network runs in order.
+    `preserves_shape(block) -> bool` says which instances keep their input's shape (default: all);
+    `layout` is "conv" for (N, C, H, W) maps, "tokens" otherwise. Subclasses are recognised too."""
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise TypeError(f"register_block needs an nn.Module subclass, got {cls!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; allowed: {list(LAYOUTS)}")
+    if preserves_shape is not None and not callable(preserves_shape):
+        raise TypeError(f"preserves_shape must be callable (block -> bool), got {preserves_shape!r}")
+    _REGISTRY[cls] = BlockKind(preserves_shape, layout)
+    return cls
+
+
+def block_kind(module):
+    """The registered kind of `module`'s class (or of its nearest registered base), else None."""
+    return next((_REGISTRY[k] for k in type(module).__mro__ if k in _REGISTRY), None)
 
 
 @dataclass(frozen=True)
@@ -45,19 +89,20 @@ class BlockInfo:
 
 
 def is_block(module):
-    return type(module) in _SHAPE_PRESERVING
+    return block_kind(module) is not None
 
 
 def preserves_shape(block):
-    return _SHAPE_PRESERVING[type(block)](block)
+    return block_kind(block).keeps_shape(block)
 
 
 def _stages(model):
-    """[[block name, ...], ...] in forward order."""
-    stages, parent_of_last = [], None
+    """[[block name, ...], ...] in forward order; a block inside another block is part of it."""
+    stages, parent_of_last, found = [], None, []
     for name, module in model.named_modules():
-        if not is_block(module):
+        if not is_block(module) or any(name.startswith(outer + ".") for outer in found):
             continue
+        found.append(name)
         parent = name.rpartition(".")[0]
         if not stages or parent != parent_of_last or not preserves_shape(module):
             stages.append([])
@@ -66,23 +111,30 @@ def _stages(model):
     return stages
 
 
+def _physical_reason(model, name, block):
+    """Why surgery cannot remove this block at all (empty when it can)."""
+    if not preserves_shape(block):
+        return "changes resolution or width (strided or projection shortcut)"
+    parent = model.get_submodule(name.rpartition(".")[0])
+    if not isinstance(parent, CONTAINERS):
+        return f"its parent is a {type(parent).__name__}, not a Sequential/ModuleList run in order"
+    return ""
+
+
 def describe_blocks(model, rule=RemovalRule()):
     """Every residual block, its stage, and whether (or why not) it is removable under `rule`."""
     infos = []
     for stage, names in enumerate(_stages(model), start=1):
         for name in names:
-            block = model.get_submodule(name)
-            if not preserves_shape(block):
-                reason = "changes resolution or width (strided or projection shortcut)"
-            elif rule.keep_first and not infos:
+            reason = _physical_reason(model, name, model.get_submodule(name))
+            if not reason and rule.keep_first and not infos:
                 reason = "first block of the network (keep_first)"
-            elif len(names) <= rule.min_per_stage:
+            elif not reason and len(names) <= rule.min_per_stage:
                 reason = f"stage {stage} has {len(names)} blocks and keeps at least {rule.min_per_stage}"
-            else:
-                reason = ""
             infos.append(BlockInfo(name, stage, not reason, reason))
     if not infos:
-        raise ValueError(f"{type(model).__name__} has no residual blocks layerlth knows")
+        raise ValueError(f"{type(model).__name__} has no residual blocks layerlth knows; declare your block "
+                         f"class with layerlth.register_block(cls) (see its help)")
     return infos
 
 
