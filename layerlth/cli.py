@@ -11,9 +11,9 @@ from layerlth.analysis.report import add_arguments as add_report_arguments
 from layerlth.analysis.report import run as run_report
 from layerlth.config import TrialConfig, add_arguments, from_arguments
 from layerlth.criteria import check_criterion
-from layerlth.data import load_dataset
+from layerlth.data import image_shape, load_dataset
 from layerlth.measure import count_macs, count_params
-from layerlth.models import ARCH_HELP, build_model, describe_blocks, remove_blocks
+from layerlth.models import ARCH_HELP, build_for_images, describe_blocks, max_removable, remove_blocks
 from layerlth.tickets import removal_rule, score_and_remove
 from layerlth.trial import run_trial, validate
 
@@ -26,12 +26,13 @@ def inspect(args):
     ))
     needs_data = config.p and check_criterion(config.criterion).needs_data
     data = load_dataset(config.dataset) if needs_data else None
-    size = data.image_size if data else (3, 32, 32)
-    model = build_model(config.arch, data.num_classes if data else 10, size[0], config.shortcut)
+    size = data.image_size if data else image_shape(config.dataset)
+    model = build_for_images(config.arch, data.num_classes if data else 10, size, config.shortcut)
     blocks = describe_blocks(model, removal_rule(config))
     info = {
         "arch": config.arch, "input_size": size, "params": count_params(model), "macs": count_macs(model, size),
         "blocks": [vars(b) | {"macs": block_macs(model, b.name, size)} for b in blocks],
+        "max_removable": max_removable(model, removal_rule(config)), "rule": str(removal_rule(config)),
     }
     if config.p:
         if check_criterion(config.criterion).for_trained:
@@ -64,10 +65,12 @@ def block_macs(model, name, size):
 def inspect_table(info):
     shape = "x".join(map(str, info["input_size"]))
     lines = [f"{info['arch']}: {info['params']:,} params, {info['macs'] / 1e6:.2f}M MACs per {shape} image"]
+    width = max(16, *(len(block["name"]) for block in info["blocks"]))
     for block in info["blocks"]:
-        macs = f"{block['macs'] / 1e6:5.2f}M MACs" if block["macs"] is not None else " " * 11
+        macs = f"{block['macs'] / 1e6:6.2f}M MACs" if block["macs"] is not None else " " * 12
         status = "removable" if block["removable"] else f"kept: {block['reason']}"
-        lines.append(f"  {block['name']:<16} stage {block['stage']}  {macs}  {status}")
+        lines.append(f"  {block['name']:<{width}} stage {block['stage']}  {macs}  {status}")
+    lines.append(f"{len(info['blocks'])} residual blocks; at most {info['max_removable']} removable under {info['rule']}")
     if "removed" in info:
         lines.append(f"removed by {info['criterion']} (lowest scores): {', '.join(info['removed'])}")
         lines.append(_ticket_line(info, info))
@@ -143,7 +146,7 @@ def parser():
     p.add_argument("--rounds", type=int, default=1, metavar="K",
                    help="also remove the P blocks in K rounds (1..P), each re-scoring the shallower net, and "
                         "print that choice beside the one-shot one (default: 1, one shot only)")
-    p.add_argument("--dataset", default="cifar10", help="data for data-driven criteria (default: cifar10)")
+    p.add_argument("--dataset", default="cifar10", help="images the net is built for (their size) and data-driven criteria score on (default: cifar10)")
     p.add_argument("--score-batches", type=int, default=4, help="batches of 128 the criterion sees")
     p.add_argument("--shortcut", default="B", choices=["A", "B"], help="CIFAR ResNet shortcut type")
     p.add_argument("--keep-first", action=argparse.BooleanOptionalAction, default=True)

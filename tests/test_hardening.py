@@ -177,7 +177,7 @@ def test_planted_pickle_in_a_checkpoint_does_not_run(tmp_path):
     assert marker.exists()
     marker.unlink()
     with pytest.raises(UnsafeCheckpoint, match=f"checkpoint .*{STATE} is not a layerlth checkpoint"):
-        load_checkpoint(tune.Checkpoint.from_directory(str(planted)), SimpleNamespace(arch="resnet20", shortcut="B"))
+        load_checkpoint(tune.Checkpoint.from_directory(str(planted)), SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits"))
     assert not marker.exists()
 
 
@@ -210,8 +210,8 @@ def test_checkpoint_rebuilds_the_tickets_architecture(tmp_path, kind):
     optimizer.step()
     state = EpochState(4, ticket, optimizer, {"test_acc": 0.5}, [{"epoch": 4, "test_acc": 0.5}],
                        {"removed": ["stage1.block2"], "scores": {"stage1.block2": 0.25}, "start_epoch": 0})
-    torch.save(checkpoint_state(state, SimpleNamespace(arch="resnet20", shortcut="B"), [0]), tmp_path / "state.pt")
-    resumed = load_state(tmp_path / "state.pt", SimpleNamespace(arch="resnet20", shortcut="B"))
+    torch.save(checkpoint_state(state, SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits"), [0]), tmp_path / "state.pt")
+    resumed = load_state(tmp_path / "state.pt", SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits"))
     model = resumed["model"]
     assert [n for n, _ in model.named_modules()] == [n for n, _ in ticket.named_modules()]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ticket.state_dict().values()))
@@ -233,7 +233,7 @@ def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, capl
     def save(folder, epoch):
         Path(folder).mkdir(parents=True)
         state = EpochState(epoch, model, optimizer, {}, [], {"start_epoch": 0})
-        config = SimpleNamespace(arch="resnet20", shortcut="B")
+        config = SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits")
         torch.save(checkpoint_state(state, config, [0]), Path(folder) / STATE)
         return folder
 
@@ -245,7 +245,7 @@ def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, capl
     data = (cut / STATE).read_bytes()
     (cut / STATE).write_bytes(data[: len(data) // 2])
     storage = storage_module.Storage(tmp_path)
-    config = SimpleNamespace(arch="resnet20", shortcut="B")
+    config = SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits")
     assert resume_state(None, storage, "new", config) is None
     with caplog.at_level(logging.WARNING, logger="layerlth"):
         assert resume_state(None, storage, "abc", config)["epoch"] == 3

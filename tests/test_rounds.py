@@ -120,7 +120,7 @@ def test_an_iterative_tickets_checkpoint_rebuilds_the_same_net(tmp_path):
     state = EpochState(2, ticket, optimizer, {"test_acc": 0.5}, [{"epoch": 2, "test_acc": 0.5}],
                        {**facts, "start_epoch": 0})
     torch.save(checkpoint_state(state, config, [0]), tmp_path / "state.pt")
-    resumed = load_state(tmp_path / "state.pt", SimpleNamespace(arch="resnet32", shortcut="B"))
+    resumed = load_state(tmp_path / "state.pt", SimpleNamespace(arch="resnet32", shortcut="B", dataset="digits"))
     model = resumed["model"]
     assert [n for n, _ in model.named_modules()] == [n for n, _ in ticket.named_modules()]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ticket.state_dict().values()))

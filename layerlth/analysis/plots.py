@@ -143,6 +143,7 @@ def emissions(rows):
 def removed_blocks(rows):
     """Block x criterion: the share of a criterion's trials (seeds) that removed each block; one-shot
     and iterative (k rounds) removal of the same criterion and p side by side."""
+    from layerlth.arch_names import is_user
     from layerlth.models import build_model, removable_blocks
 
     counts = defaultdict(lambda: defaultdict(Counter))  # arch -> column -> {block: removals, "trials": n}
@@ -155,7 +156,9 @@ def removed_blocks(rows):
         return None
     fig, axes = _panels(len(counts), max(5.0, 1.5 + 0.45 * max(map(len, counts.values()))), 5.0)
     for ax, (arch, columns) in zip(axes, sorted(counts.items())):
-        try:
+        try:  # a user's module:callable named in a stored row is never imported: its rows list its blocks
+            if is_user(arch):
+                raise ValueError(arch)
             blocks = removable_blocks(build_model(arch))
         except ValueError:
             blocks = sorted({b for c in columns.values() for b in c if b != "trials"})

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from layerlth.measure import count_macs
-from layerlth.models import build_model, removable_blocks, remove_blocks
+from layerlth.models import build_for_images, build_model, removable_blocks, remove_blocks
 from layerlth.tickets import removal_rule
 from layerlth.recipes import training_recipe
 
@@ -43,7 +43,7 @@ def trial_macs_and_images(config):
     images, shape = dataset_shape(config.dataset)
     if config.train_subset:
         images = min(images, config.train_subset)
-    model = build_model(config.arch, in_channels=shape[0], shortcut=config.shortcut)
+    model = build_for_images(config.arch, 10, shape, config.shortcut)
     removable = removable_blocks(model, removal_rule(config))
     if config.p and config.kind != "dense":
         model = remove_blocks(model, removable[: config.p])

@@ -4,12 +4,15 @@ do not wait for it, so their row leaves `cka_vs_dense` empty and their final wei
 1024 test images as a ticket that found its dense run computes it itself (`trial.similarity_to_dense`).
 
 The ticket is rebuilt from the architecture of its own record's config; its weights file loads as
-tensors only and may only say which blocks and filters are gone."""
+tensors only and may only say which blocks and filters are gone. A record naming a user's
+`module:callable` that this sweep's own grid does not name is left alone: a record read back from
+storage never makes the driver import anything."""
 
 import io
 import logging
 from dataclasses import fields
 
+from layerlth.arch_names import is_user
 from layerlth.config import TrialConfig
 from layerlth.data import load_dataset
 from layerlth.dense_runs import DenseRun
@@ -26,13 +29,18 @@ def missing(row):
             and row.get("cka_vs_dense") is None)
 
 
-def fill_similarity(store, device="cpu"):
+def fill_similarity(store, archs=(), device="cpu"):
     """Fill in `cka_vs_dense` of every finished ticket whose dense run is stored by now; returns how
-    many rows were completed. A ticket whose weights are missing or refuse to load is named and left."""
+    many rows were completed. A ticket whose weights are missing or refuse to load is named and left;
+    so is one of a user's architecture not among `archs` (those of the sweep's own configs)."""
     from layerlth.trial import similarity_to_dense  # the driver's only use of the trial's own code
 
     datasets, filled = {}, 0
     for row in filter(missing, store.rows()):
+        if is_user(str(row.get("arch"))) and row.get("arch") not in archs:
+            log.warning("cka_vs_dense of trial %s stays empty: its arch %r is not in this sweep's grid and is "
+                        "not imported from a stored record", row.get("trial_id"), row.get("arch"))
+            continue
         config = TrialConfig.from_dict({k: v for k, v in row.items() if k in _FIELDS} | {"device": device})
         run = DenseRun(config, training_recipe(config).epochs)
         name = store.weights_name(row["trial_id"])

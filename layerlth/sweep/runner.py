@@ -250,7 +250,7 @@ def run(args):
             searcher = run_searches(search_list, args, root, store)
             guard.check()
             report_searches(searcher, store)
-        filled = fill_similarity(store)
+        filled = fill_similarity(store, {c.arch for _, c in entries} | {s.base.arch for s in search_list})
         if filled:
             print(f"cka_vs_dense filled in for {filled} tickets that finished before their dense run")
         frame = store.write_table()

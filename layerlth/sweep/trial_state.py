@@ -8,6 +8,7 @@ import pickle
 
 import torch
 
+from layerlth.data import image_shape
 from layerlth.models.architecture import describe, rebuild
 
 
@@ -15,8 +16,12 @@ class UnsafeCheckpoint(RuntimeError):
     """A checkpoint holding more than tensors and plain data (or not a checkpoint at all)."""
 
 
+def _described(model, config):
+    return describe(model, config.arch, config.shortcut, image_shape(config.dataset)[-1])
+
+
 def checkpoint_state(state, config, attempts, nodes=()):
-    return {"state_dict": state.model.state_dict(), "architecture": describe(state.model, config.arch, config.shortcut),
+    return {"state_dict": state.model.state_dict(), "architecture": _described(state.model, config),
             "optimizer": state.optimizer.state_dict(), "epoch": state.epoch, "history": state.history,
             "context": {**state.context, "attempts": attempts, "attempt_nodes": list(nodes)}}
 
@@ -26,7 +31,7 @@ def load_state(path, config, source=None):
     model of `config`'s architecture, shaped as the checkpoint describes, with its weights."""
     try:
         state = torch.load(source or path, map_location="cpu", weights_only=True)
-        model = rebuild(state["architecture"], config.arch, config.shortcut)
+        model = rebuild(state["architecture"], config.arch, config.shortcut, image_shape(config.dataset)[-1])
         model.load_state_dict(state["state_dict"])
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError) as error:
         raise UnsafeCheckpoint(f"checkpoint {path} is not a layerlth checkpoint of tensors and plain data; "
@@ -38,5 +43,5 @@ def ticket_weights(state, config):
     """A ticket's weights as the driver reads them back (`load_state`): no optimizer, no history."""
     buffer = io.BytesIO()
     torch.save({"state_dict": state.model.state_dict(), "epoch": state.epoch,
-                "architecture": describe(state.model, config.arch, config.shortcut)}, buffer)
+                "architecture": _described(state.model, config)}, buffer)
     return buffer.getvalue()
