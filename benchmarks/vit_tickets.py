@@ -26,8 +26,7 @@ WAYS = [dict(kind="dense")] + [dict(criterion=c, p=p) for c in ("grasp", "snip")
 SEEDS = (0, 1, 2)
 
 
-def rows(data, epochs, train_subset):
-    store = tempfile.mkdtemp(prefix="vit-dense-")
+def rows(data, epochs, train_subset, store):
     base = dict(arch="vit_cifar", dataset=data, recipe="paper", epochs=epochs, train_subset=train_subset,
                 emissions=False, device="cpu", dense_dir=store)
     found = []
@@ -36,7 +35,7 @@ def rows(data, epochs, train_subset):
             started = time.perf_counter()
             row = run_trial(TrialConfig(**base, **way, seed=seed))
             found.append(row)
-            name = "dense" if way["kind"] == "dense" else f"{way['criterion']} p={way['p']}"
+            name = "dense" if way.get("kind") == "dense" else f"{way['criterion']} p={way['p']}"
             print(f"  seed {seed} {name}: {100 * row['final_test_acc']:.2f}% test, {row['macs'] / 1e6:.0f}M MACs, "
                   f"removed {row.get('removed') or '-'} ({time.perf_counter() - started:.0f} s)", flush=True)
     return found
@@ -45,12 +44,14 @@ def rows(data, epochs, train_subset):
 def main(argv=None):
     p = common.parser(__doc__, "1 epoch on 1,280 training images")
     p.add_argument("--epochs", type=int, help="training epochs (default: 1 quick, 4 full)")
+    p.add_argument("--dense-dir", help="where dense runs are stored (default: a new temporary folder); "
+                                        "a rerun given the same folder reuses them")
     args = p.parse_args(argv)
     epochs = common.positive("--epochs", args.epochs or (1 if args.quick else 4))
     print(f"# vit_cifar at-init tickets, {args.data}, {epochs} epochs, seeds {list(SEEDS)}"
           f"{' (quick)' if args.quick else ''}")
     print(common.machine())
-    found = rows(args.data, epochs, 1280 if args.quick else None)
+    found = rows(args.data, epochs, 1280 if args.quick else None, args.dense_dir or tempfile.mkdtemp(prefix="vit-dense-"))
     print("\n" + format_verdicts(verdicts(found)))
     macs = {row["p"]: row["macs"] for row in found}
     print("\nMACs per image: " + ", ".join(f"p={p}: {m / 1e6:.1f}M" for p, m in sorted(macs.items())))

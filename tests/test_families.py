@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from layerlth import TrialConfig, cli, run_trial
+from layerlth import TrialConfig, cli
 from layerlth.arch_names import check_arch
 from layerlth.criteria import check_applicable, score_blocks
 from layerlth.measure import count_macs, count_params
@@ -191,6 +191,15 @@ def test_user_model_errors_name_the_entry(arch, message):
     checked_network.cache_clear()
     with pytest.raises(ValueError, match=message):
         validate(TrialConfig(arch=arch, dataset="synthetic", p=1))
+
+
+def test_register_block_refuses_what_it_cannot_use():
+    from layerlth import register_block
+
+    with pytest.raises(TypeError, match="needs an nn.Module subclass, got 'Mix'"):
+        register_block("Mix")
+    with pytest.raises(ValueError, match="unknown layout 'nchw'; allowed: \\['conv', 'tokens'\\]"):
+        register_block(torch.nn.Identity, layout="nchw")
 
 
 def test_a_planted_checkpoint_naming_another_callable_is_not_imported(tmp_path, monkeypatch):

@@ -1,5 +1,9 @@
 """Which modules are residual blocks, which stage each belongs to, and which may be removed.
 
+Blocks are found, not listed: any module whose class (or a base of it) is registered here — the
+residual blocks of torchvision's families, the CIFAR ResNet's, and those a user declares with
+`register_block` — is a block, wherever it sits in the model; a block inside a block is part of it.
+
 A block y = f(x) + x can be removed (leaving y = x) only if it keeps the tensor's shape; blocks
 whose shortcut changes resolution or width cannot. On top of that physical rule, `RemovalRule`
 states the paper's policy: keep the network's first block and a minimum number of blocks per stage.
