@@ -342,6 +342,8 @@ def run_pytest(suite, timeout):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     if suite.args.data.endswith(".npz"):
         env["LAYERLTH_TEST_DATA"] = str(Path(suite.args.data).resolve())
+    if suite.args.dry:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the plumbing check: the CUDA tests skip, as on a CPU, on any machine
     command = [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-rfEs", "-p", "no:cacheprovider",
                "tests/test_cuda.py"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
