@@ -91,8 +91,9 @@ def parse_args(argv=None):
     p.add_argument("--data", default=str(DEFAULT_DATA),
                    help="the CIFAR-10 subset .npz (default: data/cifar10-subset.npz, else ../shared/data/...)")
     p.add_argument("--budget", type=float, default=300.0, help="hard wall-clock limit of the run, seconds (default 300)")
-    p.add_argument("--cap", nargs="+", default=[], metavar="STAGE=SECONDS",
-                   help="a stage's own cap, within what is left of the budget (default: its share of the time left)")
+    p.add_argument("--cap", action="append", default=[], metavar="STAGE=SECONDS",
+                   help="a stage's own cap, within what is left of the budget (default: its share of the time "
+                        "left); repeat it for several stages")
     p.add_argument("--only", nargs="+", choices=STAGES, metavar="STAGE",
                    help=f"run only these stages (of {', '.join(STAGES)}), in the usual order; the others keep "
                         f"their results from OUT_DIR/summary.json when there is one")
