@@ -62,6 +62,25 @@ def packed(k, settings):
     return [rate for rate, _ in measured], max(memory for _, memory in measured)
 
 
+HEADERS = ["arch", "precision + layout", "torch.compile", "trials at once", "img/s per trial", "trials/hour",
+           "**vs one per GPU**", "peak memory per trial"]
+
+
+def measure(arch, path, compiled, packing, steps, repeats, data, images_per_trial):
+    """k = 1 (the reference), then each k of `packing`: yields one dict per k, as it is measured:
+    {"k", "rates" (images/s of each process), "peak_memory_bytes", "trials_per_hour", "vs_one", "row"}."""
+    alone = None
+    for k in sorted({1, *packing}):
+        rates, memory = packed(k, (arch, path, compiled, steps, repeats, data))
+        per_hour = k * statistics.median(rates) * 3600 / images_per_trial
+        alone = alone or per_hour
+        yield {"k": k, "rates": rates, "peak_memory_bytes": memory, "trials_per_hour": per_hour,
+               "vs_one": per_hour / alone,
+               "row": [arch, f"{path.precision} + {path.memory_format}", "on" if compiled else "off", k,
+                       common.summary(rates, 0), f"{per_hour:.2f}", f"**{per_hour / alone:.2f}**",
+                       f"{memory / 2**20:.0f} MiB"]}
+
+
 def main(argv=None):
     p = common.parser(__doc__, "resnet32 only, eager only, 3 repetitions of 20 steps")
     p.add_argument("--packing", nargs="+", type=int, default=[1, 2, 4, 8], help="trials sharing the GPU")
@@ -79,23 +98,15 @@ def main(argv=None):
     print(f"# GPU packing: trials/hour with k trials sharing one GPU, batch {BATCH}, {args.data}, "
           f"{repeats} x {steps} steps per process")
     print(common.machine())
-    headers = ["arch", "precision + layout", "torch.compile", "trials at once", "img/s per trial",
-               "trials/hour", "**vs one per GPU**", "peak memory per trial"]
     rows = []
     for arch in archs:
         for path in (fast, fp32):
             for compiled in compiles:
-                alone = None
-                for k in sorted({1, *args.packing}):  # k = 1 is the reference
-                    rates, memory = packed(k, (arch, path, compiled, steps, repeats, args.data))
-                    per_hour = k * statistics.median(rates) * 3600 / images_per_trial
-                    alone = alone or per_hour
-                    rows.append([arch, f"{path.precision} + {path.memory_format}", "on" if compiled else "off", k,
-                                 common.summary(rates, 0), f"{per_hour:.2f}", f"**{per_hour / alone:.2f}**",
-                                 f"{memory / 2**20:.0f} MiB"])
-                    print(f"  {arch} {path.precision} compile={compiled} k={k} done", flush=True)
+                for found in measure(arch, path, compiled, args.packing, steps, repeats, args.data, images_per_trial):
+                    rows.append(found["row"])
+                    print(f"  {arch} {path.precision} compile={compiled} k={found['k']} done", flush=True)
     print(f"\nimg/s per trial: median (min-max) over the k processes; a trial = {images_per_trial:,} images\n")
-    print(common.table(headers, rows))
+    print(common.table(HEADERS, rows))
     return 0
 
 

@@ -100,6 +100,27 @@ def measure(arch, data, loader, steps, repeats, device, compiled):
     return common.alternate(variants, repeats)
 
 
+def headers(compiled):
+    names = ["arch", "plain fp32 img/s", "layerlth fp32 img/s", "layerlth default img/s", "layerlth bf16+CL img/s",
+             "layerlth fp32 / plain", "**layerlth default / plain**", "layerlth bf16+CL / plain"]
+    if compiled:
+        names[5:5] = ["layerlth compiled img/s"]
+        names.append("layerlth compiled / plain")
+    return names
+
+
+def row(arch, rates, compiled):
+    """One table row of `measure`'s rates: each variant's median images/s, then its ratios to the
+    plain fp32 loop of the same repetition (median, min-max)."""
+    cells = [arch, *(f"{statistics.median(rates[n]):.0f}" for n in rates),
+             common.summary(common.ratios(rates, "layerlth fp32", "plain fp32")),
+             f"**{common.summary(common.ratios(rates, 'layerlth fast', 'plain fp32'))}**",
+             common.summary(common.ratios(rates, "layerlth bf16", "plain fp32"))]
+    if compiled:
+        cells.append(common.summary(common.ratios(rates, "layerlth compiled", "plain fp32")))
+    return cells
+
+
 def main(argv=None):
     p = common.parser(__doc__, "3 repetitions of 5 steps per variant (a few minutes on 2 CPU cores)")
     p.add_argument("--archs", nargs="+", default=["resnet20", "resnet32", "resnet56"])
@@ -118,26 +139,16 @@ def main(argv=None):
     print(f"# Training throughput, batch {BATCH}, {data.name} ({len(data.train_x)} images), {repeats} x {steps} steps")
     print(common.machine())
     fast = fastpath.choose(device)
-    headers = ["arch", "plain fp32 img/s", "layerlth fp32 img/s", "layerlth default img/s", "layerlth bf16+CL img/s",
-               "layerlth fp32 / plain", "**layerlth default / plain**", "layerlth bf16+CL / plain"]
-    if args.compile:
-        headers[5:5] = ["layerlth compiled img/s"]
-        headers.append("layerlth compiled / plain")
     rows, recorded = [], {}
     for arch in args.archs:
         rates = measure(arch, data, loader, steps, repeats, device, args.compile)
         recorded[arch] = round(statistics.median(rates["layerlth fast"]), 1)
-        rows.append([arch, *(f"{statistics.median(rates[n]):.0f}" for n in rates),
-                     common.summary(common.ratios(rates, "layerlth fp32", "plain fp32")),
-                     f"**{common.summary(common.ratios(rates, 'layerlth fast', 'plain fp32'))}**",
-                     common.summary(common.ratios(rates, "layerlth bf16", "plain fp32"))])
-        if args.compile:
-            rows[-1].append(common.summary(common.ratios(rates, "layerlth compiled", "plain fp32")))
+        rows.append(row(arch, rates, args.compile))
         print(f"  {arch} done", flush=True)
     print(f"\ndefault = this device's fast path ({fast.precision} + {fast.memory_format}, layerlth.fastpath); "
           f"bf16+CL = bf16 autocast + channels_last forced on; compiled = default under torch.compile; "
           f"ratios to the plain fp32 loop: median (min-max) over {repeats} repetitions\n")
-    print(common.table(headers, rows))
+    print(common.table(headers(args.compile), rows))
     if args.record:
         source = "benchmarks/throughput.py" + (" --quick" if args.quick else "")
         estimate.record_throughput(estimate.device_kind(device), recorded, source, fast.precision, fast.memory_format,

@@ -39,7 +39,12 @@ def nets(arch, ps, data, score_batches):
     return made
 
 
-def measure(arch, ps, data, steps, repeats, fast, score_batches):
+HEADERS = ["arch", "p", "ticket img/s", "dense img/s", "measured speed-up", "FLOPs-ideal", "**measured / ideal**",
+           "paper's speed-up"]
+
+
+def measure(arch, ps, data, steps, repeats, fast, score_batches, found=None):
+    """Table rows of `arch`'s tickets; `found` (a dict), when given, gets {p: the row's figures}."""
     models = nets(arch, ps, data, score_batches)
     variants = {p: common.layerlth_steps(model, data, steps, fast, BATCH) for p, model in models.items()}
     common.alternate(variants, 1)  # warm-up
@@ -53,6 +58,11 @@ def measure(arch, ps, data, steps, repeats, fast, score_batches):
         rows.append([arch, p, f"{statistics.median(rates[p]):.0f}", f"{statistics.median(rates[0]):.0f}",
                      common.summary(measured), f"{ideal:.2f}", f"**{common.summary([m / ideal for m in measured])}**",
                      f"{paper:.2f}" if paper else "-"])
+        if found is not None:
+            found[p] = {"measured": statistics.median(measured), "measured_runs": measured, "ideal": ideal,
+                        "measured_over_ideal": statistics.median(m / ideal for m in measured), "paper": paper,
+                        "ticket_images_per_second": statistics.median(rates[p]),
+                        "dense_images_per_second": statistics.median(rates[0])}
     return rows
 
 
@@ -77,10 +87,8 @@ def main(argv=None):
     for arch, ps in TABLE4.items():
         rows += measure(arch, ps, data, steps, repeats, fast, score_batches)
         print(f"  {arch} done", flush=True)
-    headers = ["arch", "p", "ticket img/s", "dense img/s", "measured speed-up", "FLOPs-ideal",
-               "**measured / ideal**", "paper's speed-up"]
     print(f"\nmedian (min-max) over {repeats} repetitions\n")
-    print(common.table(headers, rows))
+    print(common.table(HEADERS, rows))
 
 
 if __name__ == "__main__":

@@ -4,13 +4,16 @@ from pathlib import Path
 import pytest
 import torch
 
-SUBSET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset.npz"
+# LAYERLTH_TEST_DATA points the tests at a copy of the subset where ../shared/data is not there
+# (a GPU machine that gets only the working tree: benchmarks/gpu_suite.py sets it)
+SUBSET = Path(os.environ.get("LAYERLTH_TEST_DATA")
+              or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset.npz")
 
 
 @pytest.fixture(scope="session")
 def cifar_subset():
     """Real CIFAR-10 images (10% of the training set) shipped beside the project."""
-    assert SUBSET.is_file(), f"{SUBSET} is missing: the tests read real images from it"
+    assert SUBSET.is_file(), f"{SUBSET} is missing: the tests read real images from it (or set LAYERLTH_TEST_DATA)"
     return str(SUBSET)
 
 

@@ -53,3 +53,31 @@ def test_trial_cost_is_six_flops_per_mac_and_image(arch):
     config = TrialConfig(kind="dense", arch=arch, dataset="digits", recipe="he2016", epochs=3)
     macs, flops = estimate.trial_cost(config)
     assert flops == 6 * macs * 1437 * 3
+
+
+def test_measured_packing_divides_each_trials_hours_by_its_speedup(tmp_path):
+    path = tmp_path / "measured.json"
+    packing = {"resnet20": {"trials_per_device": 4, "speedup": 2.5, "peak_memory_bytes": 2**30,
+                            "measured": {"1": 1.0, "2": 1.8, "4": 2.5, "8": 2.4}}}
+    estimate.record_throughput("cuda:GPU", {"resnet20": 500.0, "resnet32": 300.0}, "benchmarks/gpu_suite.py", "fp32",
+                               "channels_last", "2026-01-02", path=path, packing=packing)
+    entry = estimate.measured_throughput(path)["cuda:GPU"]
+    assert entry["packing"] == packing and entry["packing_source"] == "benchmarks/gpu_suite.py"
+    hours, packed = estimate.sweep_hours(entries(), "cuda:GPU", path=path)
+    # resnet32 has no packing of its own: it packs as resnet20, the measured arch closest in MACs
+    assert packed == pytest.approx(hours / 2.5)
+    table = estimate.dry_run_table(entries(), tflops=4, path=path)
+    assert f"about {hours:,.1f} hours on cuda:GPU" in table
+    assert f"about {packed:,.1f} hours on cuda:GPU with trials packed as measured" in table
+    assert "resnet20: 4 per device (--gpus-per-trial 0.25), 2.50x the trials/hour of one; resnet32 as resnet20" in table
+    assert estimate.sweep_hours(entries(), "cuda:other", path=path) is None
+
+
+def test_without_packing_the_hours_are_one_trial_at_a_time(tmp_path):
+    path = tmp_path / "measured.json"
+    estimate.record_throughput(KIND, {"resnet20": 500.0}, "src", "fp32", "contiguous", "2026-01-02", path=path)
+    hours, packed = estimate.sweep_hours(entries(), KIND, path=path)
+    assert hours == packed and "packed" not in estimate.dry_run_table(entries(), tflops=4, path=path)
+    with pytest.raises(ValueError, match="trials_per_device must be >= 1"):
+        estimate.record_throughput(KIND, {"resnet20": 1.0}, "src", "fp32", "contiguous", "2026-01-02", path=path,
+                                   packing={"resnet20": {"trials_per_device": 0, "speedup": 1.0}})

@@ -39,7 +39,7 @@ class ImageData:
     def channel_stats(self):
         """Per-channel mean and std of the training images, in [0, 255] units."""
         channels = self.train_x.transpose(0, 1).flatten(1)
-        stats = [(c.double().mean(), c.double().std()) for c in channels]
+        stats = [(c.double().mean().item(), c.double().std().item()) for c in channels]  # floats on any device
         return tuple(torch.tensor(v, dtype=torch.float32) for v in zip(*stats))
 
     def subset(self, train=None, test=None):

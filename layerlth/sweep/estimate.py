@@ -1,6 +1,12 @@
 """What a sweep will cost before it runs: MACs x training images x epochs, turned into hours by the
 training throughput `benchmarks/throughput.py` measured per architecture and device kind
-(`measured_throughput.json` beside this file); an assumed TFLOP/s only where nothing was measured."""
+(`measured_throughput.json` beside this file); an assumed TFLOP/s only where nothing was measured.
+
+A device kind's entry may also say how many trials share one device best (`packing`, measured by
+`benchmarks/gpu_suite.py` with `gpu_packing.py`'s k processes per GPU): {arch: {"trials_per_device":
+k, "speedup": trials/hour at k / trials/hour at 1, ...}}. The estimate then also gives the hours with
+that many trials per device (`--gpus-per-trial 1/k`), each architecture at the measured one closest
+in MACs."""
 
 import functools
 import json
@@ -43,13 +49,21 @@ def trial_macs_and_images(config):
     images, shape = dataset_shape(config.dataset)
     if config.train_subset:
         images = min(images, config.train_subset)
-    model = build_for_images(config.arch, 10, shape, config.shortcut)
-    removable = removable_blocks(model, removal_rule(config))
-    if config.p and config.kind != "dense":
-        model = remove_blocks(model, removable[: config.p])
+    removed = config.p if config.kind != "dense" else 0
+    macs = ticket_macs(config.arch, shape, config.shortcut, removal_rule(config), removed)
     recipe = training_recipe(config)
     epochs = recipe.epochs - (config.rewind if config.kind == "after_training" and not config.reinit else 0)
-    return count_macs(model, shape), images * epochs
+    return macs, images * epochs
+
+
+@functools.lru_cache(maxsize=None)
+def ticket_macs(arch, shape, shortcut, rule, p):
+    """MACs per image of `arch` without its first p removable blocks under `rule`: counted once per
+    net (a grid repeats each over seeds, criteria and rewind points; a count takes about a second)."""
+    model = build_for_images(arch, 10, shape, shortcut)
+    if p:
+        model = remove_blocks(model, removable_blocks(model, rule)[:p])
+    return count_macs(model, shape)
 
 
 def device_kind(device=None):
@@ -89,6 +103,7 @@ class Throughput:
     def __init__(self, kind, entry):
         self.kind, self.entry = kind, entry
         self.rates = {arch: ips * arch_macs(arch) for arch, ips in entry["images_per_second"].items()}
+        self.packing = {arch: p for arch, p in entry.get("packing", {}).items() if p.get("trials_per_device", 1) >= 1}
 
     def seconds(self, arch, macs, images):
         return macs * images / self.rate(arch)[0]
@@ -97,8 +112,36 @@ class Throughput:
         """(MACs/s, the architecture it was measured on)."""
         if arch in self.rates:
             return self.rates[arch], arch
-        nearest = min(self.rates, key=lambda a: abs(np.log(arch_macs(a) / arch_macs(arch))))
-        return self.rates[nearest], nearest
+        return self.rates[nearest(self.rates, arch)], nearest(self.rates, arch)
+
+    def packed(self, arch):
+        """(trials per device, their trials/hour over one trial's, the architecture measured);
+        (1, 1.0, None) where no packing was measured."""
+        if not self.packing:
+            return 1, 1.0, None
+        measured = arch if arch in self.packing else nearest(self.packing, arch)
+        best = self.packing[measured]
+        return int(best["trials_per_device"]), float(best["speedup"]), measured
+
+    def hours(self, costs):
+        """(device-hours one trial at a time, device-hours packed as measured) of (arch, MACs,
+        images) trials; the two are equal where no packing was measured."""
+        seconds = [(arch, self.seconds(arch, macs, images)) for arch, macs, images in costs]
+        return (sum(s for _, s in seconds) / 3600, sum(s / self.packed(arch)[1] for arch, s in seconds) / 3600)
+
+    def describe_packing(self, archs):
+        """How the packed hours were had, or None without a packing measurement."""
+        if not self.packing:
+            return None
+        parts = []
+        for arch in sorted(self.packing):
+            k, speedup, _ = self.packed(arch)
+            parts.append(f"{arch}: {k} per device (--gpus-per-trial {1 / k:g}), {speedup:.2f}x the trials/hour of one")
+        borrowed = {a: self.packed(a)[2] for a in sorted(archs) if a not in self.packing}
+        text = "; ".join(parts)
+        if borrowed:
+            text += "; " + ", ".join(f"{a} as {b}" for a, b in borrowed.items())
+        return f"{text} (measured by {self.entry['packing_source']} on {self.entry['packing_date']})"
 
     def describe(self, archs):
         measured = sorted(a for a in archs if a in self.rates)
@@ -109,6 +152,11 @@ class Throughput:
         if borrowed:
             text += "; " + ", ".join(f"{a} at {b}'s MACs/s" for a, b in borrowed.items())
         return text + ")"
+
+
+def nearest(measured, arch):
+    """The architecture of `measured` closest to `arch` in MACs per image."""
+    return min(measured, key=lambda a: abs(np.log(arch_macs(a) / arch_macs(arch))))
 
 
 def dry_run_table(entries, tflops, kinds=None, path=MEASURED):
@@ -133,19 +181,39 @@ def dry_run_table(entries, tflops, kinds=None, path=MEASURED):
             lines.append(f"  {kind}: no measured throughput (measured: {sorted(measured)})")
             continue
         rate = Throughput(kind, measured[kind])
-        hours = sum(rate.seconds(arch, macs, images) for arch, macs, images in costs) / 3600
+        hours, packed = rate.hours(costs)
         lines.append(f"  about {hours:,.1f} hours on {rate.describe(archs)}")
+        if rate.packing:
+            lines.append(f"  about {packed:,.1f} hours on {kind} with trials packed as measured: "
+                         f"{rate.describe_packing(archs)}")
     hours = total / (tflops * 1e12) / 3600
     lines.append(f"  about {hours:.1f} GPU-hours at an assumed {tflops:g} TFLOP/s sustained (not measured; "
                  f"set with --assumed-tflops)")
     return "\n".join(lines)
 
 
-def record_throughput(kind, images_per_second, source, precision, memory_format, date, path=MEASURED):
-    """Add or replace one device kind's measured images/s per architecture."""
+def sweep_hours(entries, kind, path=MEASURED):
+    """(device-hours one trial at a time, device-hours packed) of `entries` on `kind` at its
+    measured throughput; None where `kind` has none."""
+    measured = measured_throughput(path)
+    if kind not in measured:
+        return None
+    costs = [(config.arch, *trial_macs_and_images(config)) for _, config in entries]
+    return Throughput(kind, measured[kind]).hours(costs)
+
+
+def record_throughput(kind, images_per_second, source, precision, memory_format, date, path=MEASURED,
+                      packing=None):
+    """Add or replace one device kind's measured images/s per architecture and, when given, how
+    many trials share one of its devices best ({arch: {"trials_per_device", "speedup", ...}})."""
     from layerlth.checkpoints import write_json_atomic
 
     measured = measured_throughput(path)
     measured[kind] = {"images_per_second": images_per_second, "source": source, "date": date,
                       "precision": precision, "memory_format": memory_format}
+    if packing:
+        for arch, best in packing.items():
+            if not (best["trials_per_device"] >= 1 and best["speedup"] > 0):
+                raise ValueError(f"packing of {arch}: trials_per_device must be >= 1 and speedup > 0, got {best}")
+        measured[kind] |= {"packing": packing, "packing_source": source, "packing_date": date}
     write_json_atomic(dict(sorted(measured.items())), path)
