@@ -46,7 +46,7 @@ class TrialConfig:
     # not in the hash nor the dense key, like device: it changes how fast the same fp32/bf16 arithmetic
     # runs (and the order of float rounding), not what is computed, so a stored dense run or trial
     # serves compiled and eager trials alike; the row says which it was (compiled, compile_mode)
-    compile: bool | str = _f("auto", "torch.compile the network that trains: auto (on for CUDA, off for CPUs, where compiling costs more than a short trial gains), --compile, --no-compile; not part of the trial hash or dense key (like device)", hashed=False, dense=False, choices=COMPILE_CHOICES)
+    compile: bool | str = _f("auto", "torch.compile the network that trains: auto = on for CUDA, off for CPUs (where compiling costs more than a short trial gains); --compile, --no-compile force it. The row records compiled, compile_mode and compile_seconds (apart from train_seconds). Not in the trial hash or dense key (like device): it changes speed and rounding, not the arithmetic", hashed=False, dense=False, choices=COMPILE_CHOICES)
     country: str = _f("USA", "ISO code of the country whose grid intensity prices the energy", dense=False)
     emissions: bool = _f(True, "track energy and CO2 with codecarbon", dense=False)
     gpu_share: float = _f(1.0, "fraction of the GPU this trial holds; its GPU energy is apportioned by it", hashed=False, dense=False)

@@ -11,18 +11,18 @@ NCHW even in fp32. Capabilities come from `torch.cpu.get_capabilities()` (cpuinf
 torch.compile (inductor) of the training network: by default ("auto") on CUDA, off on CPUs. On the
 2-core AVX-512 CPU of benchmarks/README.md it trained ~1.1-1.25x faster but cost 25-50 s of
 compilation (a C++ compiler run) per network, which a short trial does not earn back; `compile=True`
-turns it on there. The mode is the one measured best per device (COMPILE_MODES).
+turns it on there. The mode per device: COMPILE_MODES.
 """
 
 from dataclasses import dataclass
 
 import torch
 
-
 # torch.compile's mode per device type. CPU: "default", the mode benchmarks/throughput.py --compile
-# measured (the table in benchmarks/README.md); the CUDA-graph modes do nothing on a CPU. CUDA: nothing
-# has been measured on a GPU yet (benchmarks/README.md, "GPU"), so torch.compile's default mode;
-# "reduce-overhead" (CUDA graphs) is the candidate to measure there (gpu_packing.py, throughput.py).
+# measured (~1.1-1.25x, the table in benchmarks/README.md); the CUDA-graph modes do nothing on a CPU,
+# and max-autotune was not measured. CUDA: nothing has been measured on a GPU yet (benchmarks/README.md,
+# "GPU"), so torch.compile's default mode; "reduce-overhead" (CUDA graphs) is the candidate to
+# measure there (gpu_packing.py and throughput.py compile with the default mode so far).
 COMPILE_MODES = {"cpu": "default", "cuda": "default"}
 COMPILE_CHOICES = ("auto", True, False)
 
