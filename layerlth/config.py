@@ -7,7 +7,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from layerlth.arch_names import identity
-from layerlth.field_checks import check_values
+from layerlth.fastpath import COMPILE_CHOICES
+from layerlth.field_checks import check_values, field_type
 
 
 def _f(default, help, **kwargs):
@@ -42,6 +43,10 @@ class TrialConfig:
     device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...", hashed=False, dense=False)
     amp: bool = _f(True, "bf16 autocast where it pays: GPUs with native bf16, CPUs with AMX-BF16 (fp32 elsewhere)")
     channels_last: bool = _f(True, "channels_last memory format on CUDA and on CPUs with AVX-512")
+    # not in the hash nor the dense key, like device: it changes how fast the same fp32/bf16 arithmetic
+    # runs (and the order of float rounding), not what is computed, so a stored dense run or trial
+    # serves compiled and eager trials alike; the row says which it was (compiled, compile_mode)
+    compile: bool | str = _f("auto", "torch.compile the network that trains: auto = on for CUDA, off for CPUs (where compiling costs more than a short trial gains); --compile, --no-compile force it. The row records compiled, compile_mode and compile_seconds (apart from train_seconds). Not in the trial hash or dense key (like device): it changes speed and rounding, not the arithmetic", hashed=False, dense=False, choices=COMPILE_CHOICES)
     country: str = _f("USA", "ISO code of the country whose grid intensity prices the energy", dense=False)
     emissions: bool = _f(True, "track energy and CO2 with codecarbon", dense=False)
     gpu_share: float = _f(1.0, "fraction of the GPU this trial holds; its GPU energy is apportioned by it", hashed=False, dense=False)
@@ -106,7 +111,7 @@ class TrialConfig:
 
 DEFAULT_DENSE_DIR = TrialConfig.__dataclass_fields__["dense_dir"].default
 # not part of the dense run's identity, but handed to it
-_CARRIED = {"data_dir", "device", "country", "emissions", "dense_dir", "gpu_share"}
+_CARRIED = {"data_dir", "device", "compile", "country", "emissions", "dense_dir", "gpu_share"}
 
 
 def _named(values):
@@ -123,7 +128,8 @@ def add_arguments(parser, cls=TrialConfig):
     for f in fields(cls):
         flags = ["-" + f.name] if len(f.name) == 1 else ["--" + f.name.replace("_", "-")]
         kwargs = {"help": f"{f.metadata['help']} (default: {f.default})", "dest": f.name}
-        if f.default is not MISSING and isinstance(f.default, bool):
+        if f.default is not MISSING and (isinstance(f.default, bool) or _takes_bool(f)):
+            # --flag / --no-flag; a field that also takes a word (compile: "auto") keeps it as the default
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=f.default, **kwargs)
             continue
         if "nargs" in f.metadata:
@@ -131,6 +137,11 @@ def add_arguments(parser, cls=TrialConfig):
         else:
             kwargs["type"] = {"int | None": int, "float | None": float}.get(str(f.type), _scalar_type(f))
         parser.add_argument(*flags, default=f.default, **kwargs)
+
+
+def _takes_bool(f):
+    kind = field_type(f)[0]
+    return kind is bool or (isinstance(kind, tuple) and bool in kind)
 
 
 def _scalar_type(f):

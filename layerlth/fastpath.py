@@ -1,5 +1,5 @@
-"""Which fast path a device gets: bf16 autocast and the channels_last memory format, each only where
-the hardware makes it pay.
+"""Which fast path a device gets: bf16 autocast, the channels_last memory format and torch.compile,
+each only where the hardware makes it pay.
 
 CUDA: bf16 where the GPU computes it natively (Ampere and later); channels_last always.
 CPU (oneDNN): bf16 autocast only with AMX-BF16 matrix units. Without them oneDNN either emulates
@@ -7,17 +7,38 @@ bf16 in fp32 (AVX-512 alone) or runs AVX512-BF16 dot products whose gain the bf1
 around every batch norm eat: training these ResNets measured slower than fp32 on such a CPU
 (benchmarks/README.md). channels_last needs AVX-512, where oneDNN's NHWC kernels are faster than
 NCHW even in fp32. Capabilities come from `torch.cpu.get_capabilities()` (cpuinfo).
+
+torch.compile (inductor) of the training network: by default ("auto") on CUDA, off on CPUs. On the
+2-core AVX-512 CPU of benchmarks/README.md it trained ~1.1-1.25x faster but cost 25-50 s of
+compilation (a C++ compiler run) per network, which a short trial does not earn back; `compile=True`
+turns it on there. The mode per device: COMPILE_MODES.
 """
 
 from dataclasses import dataclass
 
 import torch
 
+# torch.compile's mode per device type. CPU: "default", the mode benchmarks/throughput.py --compile
+# measured (~1.1-1.25x, the table in benchmarks/README.md); the CUDA-graph modes do nothing on a CPU,
+# and max-autotune was not measured. CUDA: nothing has been measured on a GPU yet (benchmarks/README.md,
+# "GPU"), so torch.compile's default mode; "reduce-overhead" (CUDA graphs) is the candidate to
+# measure there (gpu_packing.py and throughput.py compile with the default mode so far).
+COMPILE_MODES = {"cpu": "default", "cuda": "default"}
+COMPILE_CHOICES = ("auto", True, False)
+
+
+def check_compile(value):
+    """`compile` is "auto" (on for CUDA, off for CPUs), true or false."""
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise ValueError(f"compile={value!r}: expected one of 'auto', true, false")
+
 
 @dataclass(frozen=True)
 class FastPath:
     amp: bool  # bf16 autocast for forward passes
     channels_last: bool
+    compile_mode: str | None = None  # torch.compile's mode for the training network; None: eager
 
     @property
     def precision(self):
@@ -27,9 +48,14 @@ class FastPath:
     def memory_format(self):
         return "channels_last" if self.channels_last else "contiguous"
 
+    @property
+    def compiled(self):
+        return self.compile_mode is not None
+
     def record(self):
         """What a result row says about how the trial was computed."""
-        return {"precision": self.precision, "memory_format": self.memory_format}
+        return {"precision": self.precision, "memory_format": self.memory_format, "compiled": self.compiled,
+                "compile_mode": self.compile_mode}
 
 
 def _onednn():
@@ -46,12 +72,22 @@ def cpu_channels_last_pays():
     return bool(torch.cpu.get_capabilities().get("avx512_f")) and _onednn()
 
 
-def choose(device, amp=True, channels_last=True):
+def compile_mode(device, compile="auto"):
+    """torch.compile's mode for training on `device`, or None (eager): "auto" compiles on CUDA only,
+    True on any device with a measured mode (CPU, CUDA), False nowhere."""
+    device = torch.device(device)
+    wanted = device.type == "cuda" if check_compile(compile) == "auto" else compile
+    return COMPILE_MODES.get(device.type) if wanted else None
+
+
+def choose(device, amp=True, channels_last=True, compile="auto"):
     """The fast path for `device`: each part used when asked for and where it pays."""
     device = torch.device(device)
+    mode = compile_mode(device, compile)
     if device.type == "cuda":
         return FastPath(amp=amp and torch.cuda.is_bf16_supported(including_emulation=False),
-                        channels_last=channels_last)
+                        channels_last=channels_last, compile_mode=mode)
     if device.type == "cpu":
-        return FastPath(amp=amp and cpu_bf16_pays(), channels_last=channels_last and cpu_channels_last_pays())
-    return FastPath(amp=False, channels_last=False)
+        return FastPath(amp=amp and cpu_bf16_pays(), channels_last=channels_last and cpu_channels_last_pays(),
+                        compile_mode=mode)
+    return FastPath(amp=False, channels_last=False, compile_mode=mode)

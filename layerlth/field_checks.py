@@ -2,7 +2,8 @@
 strictness as the command line, with an error naming the field, the value and what is allowed.
 
 The type comes from the field's annotation (`int`, `float`, `bool`, `str`, `int | None`, `tuple` or
-`tuple[str, ...]`; a bare `tuple` takes its items' type from the metadata's `type`, default str).
+`tuple[str, ...]`; a bare `tuple` takes its items' type from the metadata's `type`, default str; a
+union such as `bool | str` takes a value of any of its types, e.g. compile: "auto", true or false).
 Ranges come from the metadata (`min`, `max`, `choices`, or `check`: a function that raises
 ValueError) or, for the fields below, from RANGES; a field with neither is type-checked only.
 """
@@ -54,12 +55,13 @@ RANGES = {
 
 
 def field_type(f):
-    """(scalar type, optional, is a tuple) of a dataclass field."""
+    """(scalar type, optional, is a tuple) of a dataclass field; the scalar type of a union of several
+    (`bool | str`) is the tuple of them."""
     kind = f.type
     args = typing.get_args(kind)
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        [inner] = [a for a in args if a is not type(None)]
-        return inner, True, False
+        inner = tuple(a for a in args if a is not type(None))
+        return (inner[0] if len(inner) == 1 else inner), type(None) in args, False
     if kind is tuple or typing.get_origin(kind) is tuple:
         return (args[0] if args else f.metadata.get("type", str)), False, True
     return kind, False, False
@@ -70,7 +72,10 @@ def is_tuple(f):
 
 
 def _typed(value, kind):
-    """`value` as `kind`, or None when it is not one (no coercion of strings, floats or bools)."""
+    """`value` as `kind` (or as the first of a tuple of kinds it is), or None when it is not one (no
+    coercion of strings, floats or bools)."""
+    if isinstance(kind, tuple):
+        return next((typed for typed in (_typed(value, k) for k in kind) if typed is not None), None)
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
@@ -81,9 +86,13 @@ def _typed(value, kind):
 
 
 def _allowed(kind, rules):
-    text = _NAMES.get(kind, kind.__name__)
     if "choices" in rules:
-        return f"one of {list(rules['choices'])}"
+        choices = rules["choices"]
+        if any(isinstance(c, bool) for c in choices):  # as a grid or JSON writes them: 'auto', true, false
+            return "one of " + ", ".join(str(c).lower() if isinstance(c, bool) else repr(c) for c in choices)
+        return f"one of {list(choices)}"
+    text = " or ".join(_NAMES.get(k, k.__name__) for k in kind) if isinstance(kind, tuple) else \
+        _NAMES.get(kind, kind.__name__)
     if "min" in rules and "max" in rules:
         return f"{text} in ({rules['min']}, {rules['max']}]" if rules.get("exclusive") else \
             f"{text} in [{rules['min']}, {rules['max']}]"

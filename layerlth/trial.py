@@ -16,6 +16,7 @@ from layerlth.data import Batches, check_dataset, image_shape, load_dataset
 from layerlth.dense_runs import DenseRun
 from layerlth.early_stop import EarlyStop
 from layerlth.emissions import EmissionsMeter, over_attempts
+from layerlth.fastpath import check_compile
 from layerlth.fastpath import choose as choose_fast_path
 from layerlth.measure import count_macs, count_params, training_step_bytes
 from layerlth.models import SHORTCUTS, build_for_images, check_arch, checked_network, max_removable
@@ -24,7 +25,7 @@ from layerlth.recipes import training_recipe
 from layerlth.robustness import check_robustness, robustness_columns
 from layerlth.rounds import check_rounds
 from layerlth.similarity import representation_cka
-from layerlth.train import SaveWeights, log_progress, train
+from layerlth.train import SaveWeights, compile_for_training, log_progress, train
 
 log = logging.getLogger("layerlth")
 KINDS = ("dense", "at_init", "after_training", "filter")
@@ -38,6 +39,7 @@ def validate(config):
     check_criterion(config.criterion)
     check_dataset(config.dataset)
     check_robustness(config)
+    check_compile(config.compile)
     recipe = training_recipe(config)
     if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
         raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {recipe}")
@@ -172,7 +174,7 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
     cuda = device.type == "cuda"
-    fast = choose_fast_path(device, config.amp, config.channels_last)
+    fast = choose_fast_path(device, config.amp, config.channels_last, config.compile)
     sample = next(iter(Batches(data, recipe.batch_size, True, torch.Generator().manual_seed(0))))
     memory_estimate = training_step_bytes(model, *sample)
     if cuda:
@@ -183,12 +185,19 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     earlier = list(resume["context"].get("energy_attempts", [])) if resume else []
     context = facts if facts is not None else {"start_epoch": 0}
     with EmissionsMeter(config.country, config.emissions, config.gpu_share) as meter:
+        # `model` stays the plain module: checkpoints, saved weights and measurements see it; only the
+        # training steps run through the compiled one (compiled again on resume: a fresh module)
+        runner, compile_seconds = model, 0.0
+        if fast.compiled:
+            runner, compile_seconds = compile_for_training(model, data, recipe.batch_size, fast.amp,
+                                                           fast.channels_last, fast.compile_mode)
+            log.info("compiled (torch.compile mode %s) in %.1fs", fast.compile_mode, compile_seconds)
         hooks = [KeepEnergy(meter, earlier), log_progress, *callbacks]
         if config.out_dir and config.checkpoint_epochs:
             hooks.append(SaveWeights(config.checkpoint_epochs, Path(config.out_dir) / "checkpoints"))
         history = train(model, data, recipe, config.seed, first, callbacks=hooks, amp=fast.amp,
                         channels_last=fast.channels_last, optimizer=optimizer,
-                        history=resume["history"] if resume else (), context=context)
+                        history=resume["history"] if resume else (), context=context, runner=runner)
     context.pop("energy_attempts", None)  # the row carries the totals (over_attempts) instead
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
     seconds = [h["epoch_seconds"] for h in history]
@@ -200,6 +209,7 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
         "best_test_acc": max((h["test_acc"] for h in history), default=None),
         "start_epoch": start_epoch, "resumed_from_epoch": resume["epoch"] if resume else None,
         "epochs_trained": len(history), "train_seconds": sum(seconds),
+        "compile_seconds": compile_seconds,  # this attempt's warm-up, apart from train_seconds; 0 when eager
         "images_per_second": sum(h["images_per_second"] for h in history) / max(1, len(history)),
         "memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else memory_estimate,
         "memory_method": "cuda_peak_allocated" if cuda else "estimate:weights+grads+momentum+saved_activations",
