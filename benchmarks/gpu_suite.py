@@ -69,11 +69,15 @@ OPTIONAL = ("ray", "wandb", "codecarbon", "torchattacks")  # absent on a bare GP
 MAX_FILES = 8
 RESERVE_S = 5.0  # kept back from the stages for the last summary
 PAPER_P12 = ("resnet56", 12)
+# eager (a compilation costs tens of seconds), then last, where a cap costs nothing else, a trial as
+# CUDA's default runs it: compiled (another seed: `compile` is not in the dense key, so seed 0's
+# stored dense run would be reused untrained)
 TRIAL_KINDS = {
-    "dense": dict(kind="dense"),
-    "at_init": dict(kind="at_init", criterion="grasp", p=2),
-    "after_training": dict(kind="after_training", criterion="kl", p=1, rewind=0),
-    "filter": dict(kind="filter", criterion="grasp", p=1),
+    "dense": dict(kind="dense", compile=False),
+    "at_init": dict(kind="at_init", criterion="grasp", p=2, compile=False),
+    "after_training": dict(kind="after_training", criterion="kl", p=1, rewind=0, compile=False),
+    "filter": dict(kind="filter", criterion="grasp", p=1, compile=False),
+    "at_init compiled": dict(kind="at_init", criterion="grasp", p=2, seed=1, compile="auto"),
 }
 
 
@@ -323,7 +327,7 @@ def stage_tests(suite, found):
 def trial_facts(row, dry):
     keep = ("status", "final_test_acc", "memory_bytes", "memory_method", "precision", "memory_format", "device",
             "device_name", "images_per_second", "train_seconds", "removed", "dense_reused", "cka_vs_dense",
-            "emissions_method", "macs_reduction")
+            "emissions_method", "macs_reduction", "compiled", "compile_mode", "compile_seconds")
     facts = {k: row.get(k) for k in keep}
     checks = {"finished": row.get("status") == "finished",
               "test accuracy": isinstance(row.get("final_test_acc"), float)}

@@ -51,6 +51,7 @@ def bf16_native():
 def trial(cifar_subset, tmp_path, **changes):
     return dict(dict(kind="at_init", criterion="grasp", p=1, arch="resnet20", dataset=cifar_subset, recipe="he2016",
                      epochs=1, train_subset=512, score_batches=1, emissions=False, device="cuda",
+                     compile=False,  # compiling costs tens of seconds a net; gpu_suite's dense trial compiles
                      dense_dir=str(tmp_path / "dense")), **changes)
 
 

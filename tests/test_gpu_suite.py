@@ -83,7 +83,8 @@ def test_dry_runs_every_stage_within_caps_rewriting_its_summary_where_ray_and_co
     tests = stages["tests"]["result"]
     assert tests["pytest"]["returncode"] == 0 and set(tests["pytest"]["counts"]) == {"skipped"}  # no CUDA here
     assert {k: t["status"] for k, t in tests["trials"].items()} == dict.fromkeys(
-        ["dense", "at_init", "after_training", "filter"], "finished")
+        ["dense", "at_init", "after_training", "filter", "at_init compiled"], "finished")
+    assert tests["trials"]["at_init compiled"]["compiled"] is False  # compile "auto": off on a CPU
     assert stages["throughput"]["result"]["rows"][0][0] == "resnet20"
     measured = json.loads((out / "measured_throughput.json").read_text())
     recorded = measured[stages["record"]["result"]["kind"]]
