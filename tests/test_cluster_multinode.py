@@ -159,7 +159,11 @@ def test_two_node_sweep_on_s3_survives_a_dead_worker_and_a_dead_driver(tmp_path)
         assert len(rows) == 6 and sorted(table["trial_id"]) == sorted(rows)  # every trial, once
         assert all(r["status"] == "finished" for r in rows.values())
         for n, text in before.items():  # trials finished before the driver died were not rerun
-            assert bucket.read_bytes(n) == text
+            earlier, now = json.loads(text), bucket.read_json(n)
+            if earlier.get("cka_vs_dense") is None:  # a ticket done before its dense run: the driver fills it in
+                now["cka_vs_dense"] = None
+            assert {k: (earlier.get(k), now.get(k)) for k in earlier.keys() | now.keys()
+                    if earlier.get(k) != now.get(k)} == {}, n
         print("\nwhich node ran which trial (attempts, from epoch):")
         for r in sorted(rows.values(), key=lambda r: r["kind"]):
             print(f"  {r['kind']:<15}{r['criterion'] if r['p'] else '-':<6}{r['trial_id']}  "
