@@ -18,13 +18,15 @@ def _filters(model):
         return {}
 
 
-def describe(model, arch, shortcut="B", image_size=32):
-    """{arch, shortcut, num_classes, in_channels, image_size, removed blocks, filters of each narrowed conv1}."""
+def describe(model, arch, shortcut="B", shape=(3, 32, 32)):
+    """{arch, shortcut, num_classes, in_channels, image_size, removed blocks, filters of each narrowed
+    conv1}; `shape` is the (C, H, W) of the images the net was built for."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    description = {"arch": arch, "shortcut": shortcut, "in_channels": convs[0].in_channels,
-                   "num_classes": linears[-1].out_features, "image_size": image_size}
-    full = build_model(arch, description["num_classes"], description["in_channels"], shortcut, image_size=image_size)
+    description = {"arch": arch, "shortcut": shortcut, "in_channels": convs[0].in_channels if convs else int(shape[0]),
+                   "num_classes": linears[-1].out_features, "image_size": int(shape[-1])}
+    full = build_model(arch, description["num_classes"], description["in_channels"], shortcut,
+                       image_size=description["image_size"])
     kept = {info.name for info in describe_blocks(model, PHYSICAL_ONLY)}
     description["removed"] = [info.name for info in describe_blocks(full, PHYSICAL_ONLY) if info.name not in kept]
     widths = _filters(full)

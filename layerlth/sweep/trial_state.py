@@ -17,7 +17,7 @@ class UnsafeCheckpoint(RuntimeError):
 
 
 def _described(model, config):
-    return describe(model, config.arch, config.shortcut, image_shape(config.dataset)[-1])
+    return describe(model, config.arch, config.shortcut, image_shape(config.dataset))
 
 
 def checkpoint_state(state, config, attempts, nodes=()):
