@@ -123,17 +123,10 @@ def parse_args(argv=None):
 
 
 def write_atomic(path, text):
-    """Write through a temporary file beside `path`, then rename: never a half-written summary."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`text` into `path` through layerlth's atomic writer: never a half-written summary."""
+    from layerlth.checkpoints import write_atomic as write  # after `import common` put layerlth on the path
+
+    write(path, lambda handle: handle.write(text.encode()))
 
 
 def descendants(pid):
@@ -648,13 +641,13 @@ def main(argv=None):
         args.data = str(Path(args.data).resolve())
     if args.dry:
         torch.set_num_threads(1)  # toy sizes gain nothing from threads, and a busy CI machine's cores spin
+    import common  # torch and layerlth: after the CUDA check, so that a wrong machine is told at once
+
     args.out_dir.mkdir(parents=True, exist_ok=True)
     suite = Suite(args)
     signal.signal(signal.SIGALRM, suite.on_alarm)
     threading.Thread(target=suite.watchdog, daemon=True).start()
     suite.write()
-    import common  # torch and layerlth: after the CUDA check, so that a wrong machine is told at once
-
     suite.summary["machine"] = common.machine()
     for name in args.stages:
         suite.run(name)

@@ -5,15 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hidden_modules import blocker
+
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = ("ray", "wandb", "codecarbon", "torchattacks")
-SCRIPT = f"""
-import importlib.abc, sys
-class Hide(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in {HIDDEN!r}:
-            raise ImportError(name + " is not installed on this machine")
-sys.meta_path.insert(0, Hide())
+SCRIPT = blocker(HIDDEN) + f"""
+import sys
 import layerlth
 from layerlth.trial import run_trial
 row = run_trial(dict(dataset="digits", arch="resnet20", kind="at_init", criterion="grasp", p=1, epochs=1,

@@ -12,18 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hidden_modules import blocker
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.py"
 HIDDEN = ("ray", "wandb", "codecarbon", "torchattacks", "boto3", "imagecorruptions", "wandb_workspaces")
-BLOCKER = f"""
-import importlib.abc, sys
-class Hide(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in {HIDDEN!r}:
-            raise ImportError(name + " is not installed on this machine")
-sys.meta_path.insert(0, Hide())
-"""
+BLOCKER = blocker(HIDDEN)
 
 
 def suite_module():
