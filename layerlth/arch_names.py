@@ -26,6 +26,10 @@ ARCH_HELP = (
 )
 
 
+def _is_6n_plus_2(depth):
+    return depth >= 8 and (depth - 2) % 6 == 0
+
+
 def cifar_depth(arch):
     """N of a CIFAR ResNet name (resnet20 ... or cifar_resnet{N}), else None."""
     match = _CIFAR.match(arch)
@@ -41,7 +45,7 @@ def check_arch(arch):
         raise ValueError(f"arch must be a string, got {arch!r}")
     depth = cifar_depth(arch)
     if depth is not None:
-        if depth < 8 or (depth - 2) % 6:
+        if not _is_6n_plus_2(depth):
             raise ValueError(f"arch {arch!r}: a CIFAR ResNet has 6n+2 layers (20, 26, 32, ...), not {depth}")
         return arch
     if arch in TORCHVISION or arch == VIT_CIFAR or USER.match(arch):
@@ -50,7 +54,7 @@ def check_arch(arch):
         return arch
     hint = ""
     match = _CIFAR_SHORT.match(arch)
-    if match and int(match[1]) >= 8 and (int(match[1]) - 2) % 6 == 0:
+    if match and _is_6n_plus_2(int(match[1])):
         hint = f" (the CIFAR ResNet of that depth is 'cifar_{arch}')"
     raise ValueError(f"unknown arch {arch!r}{hint}; allowed: {ARCH_HELP}")
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from layerlth.criteria.weights import prunable_weights
+from layerlth.models.surgery import replace_module
 
 
 class _HardSigmoid(nn.Module):
@@ -35,8 +36,7 @@ def _twice_differentiable(model):
     for name, module in list(model.named_modules()):
         swap = _TWICE_DIFFERENTIABLE.get(type(module))
         if swap:
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, swap())
+            replace_module(model, name, swap())
     return model
 
 

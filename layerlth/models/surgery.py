@@ -25,3 +25,9 @@ def remove_blocks(model, names):
         delattr(pruned.get_submodule(parent), child)
     return pruned
 
+
+def replace_module(model, name, module):
+    """Put `module` in `model` at the dotted `name`, in place (a layer swapped for another)."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, module)
+

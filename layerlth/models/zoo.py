@@ -16,6 +16,7 @@ import torch.nn as nn
 from layerlth._torchvision import torchvision
 from layerlth.arch_names import CIFAR_STEM, VIT_CIFAR, check_arch, cifar_depth, is_user
 from layerlth.models.cifar_resnet import cifar_resnet
+from layerlth.models.surgery import replace_module
 
 # vit_cifar: 6 encoder blocks of width 256 (4 heads, MLP 512) on 4x4 patches: 3.2M parameters
 VIT_CIFAR_SHAPE = {"patch_size": 4, "num_layers": 6, "num_heads": 4, "hidden_dim": 256, "mlp_dim": 512}
@@ -26,16 +27,11 @@ def _first_conv(model):
     return next((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d))
 
 
-def _replace(model, name, module):
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def _set_in_channels(model, in_channels):
     """The first convolution rebuilt for `in_channels` (same kernel, stride and padding)."""
     name, conv = _first_conv(model)
     if conv.in_channels != in_channels:
-        _replace(model, name, nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+        replace_module(model, name, nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                                         conv.padding, bias=conv.bias is not None))
     return model
 

@@ -112,7 +112,8 @@ class Throughput:
         """(MACs/s, the architecture it was measured on)."""
         if arch in self.rates:
             return self.rates[arch], arch
-        return self.rates[nearest(self.rates, arch)], nearest(self.rates, arch)
+        closest = nearest(self.rates, arch)
+        return self.rates[closest], closest
 
     def packed(self, arch):
         """(trials per device, their trials/hour over one trial's, the architecture measured);
