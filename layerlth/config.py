@@ -7,7 +7,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from layerlth.arch_names import identity
-from layerlth.fastpath import COMPILE_CHOICES
+from layerlth.fastpath import COMPILE_CHOICES, GRAPH_CHOICES
 from layerlth.field_checks import check_values, field_type
 
 
@@ -46,7 +46,9 @@ class TrialConfig:
     # not in the hash nor the dense key, like device: it changes how fast the same fp32/bf16 arithmetic
     # runs (and the order of float rounding), not what is computed, so a stored dense run or trial
     # serves compiled and eager trials alike; the row says which it was (compiled, compile_mode)
-    compile: bool | str = _f("auto", "torch.compile the network that trains: auto = on for CUDA, off for CPUs (where compiling costs more than a short trial gains); --compile, --no-compile force it. The row records compiled, compile_mode and compile_seconds (apart from train_seconds). Not in the trial hash or dense key (like device): it changes speed and rounding, not the arithmetic", hashed=False, dense=False, choices=COMPILE_CHOICES)
+    compile: bool | str = _f("auto", "torch.compile the network that trains: auto = off (measured no faster on CUDA, where CUDA graphs are the fast path, and costing more than a short CPU trial gains); --compile, --no-compile force it (--compile turns the graphed step off). The row records compiled, compile_mode and compile_seconds (apart from train_seconds). Not in the trial hash or dense key (like device): it changes speed and rounding, not the arithmetic", hashed=False, dense=False, choices=COMPILE_CHOICES)
+    # like compile: how fast, not what; the row says which engine trained (graphed, training_path)
+    graph: bool | str = _f("auto", "capture each training step as a CUDA graph and replay it: auto = on for CUDA (unless --compile), impossible on a CPU; --graph, --no-graph force it. The row records graphed and training_path. Not in the trial hash or dense key", hashed=False, dense=False, choices=GRAPH_CHOICES)
     country: str = _f("USA", "ISO code of the country whose grid intensity prices the energy", dense=False)
     emissions: bool = _f(True, "track energy and CO2 with codecarbon", dense=False)
     gpu_share: float = _f(1.0, "fraction of the GPU this trial holds; its GPU energy is apportioned by it", hashed=False, dense=False)
@@ -111,7 +113,7 @@ class TrialConfig:
 
 DEFAULT_DENSE_DIR = TrialConfig.__dataclass_fields__["dense_dir"].default
 # not part of the dense run's identity, but handed to it
-_CARRIED = {"data_dir", "device", "compile", "country", "emissions", "dense_dir", "gpu_share"}
+_CARRIED = {"data_dir", "device", "compile", "graph", "country", "emissions", "dense_dir", "gpu_share"}
 
 
 def _named(values):

@@ -85,3 +85,79 @@ def over_attempts(earlier, last):
     attempts = [*earlier, last]
     totals = {name: sum(a.get(name) or 0.0 for a in attempts) for name in ADDED}
     return {**last, **totals, "energy_attempts": attempts}
+
+
+def _zero(meter_result):
+    return {**meter_result, **{name: 0.0 for name in ADDED}}
+
+
+class _Share:
+    def __init__(self, key, macs):
+        self.key, self.macs, self.settled, self.parts, self.members = key, macs, 0, None, 1
+
+
+class EnergySplit:
+    """The energy of runs training side by side in one process (a pack; a run alone is a pack of
+    one). One codecarbon tracker per (country, gpu_share) reads the whole machine; at each reading
+    (`settle`, at every run's epoch end, join and leave) its increase since the last reading is
+    split among the runs by the training work each did meanwhile: images x forward MACs per image.
+    A run without emissions gets nothing but its work still counts, since it used the machine."""
+
+    def __init__(self):
+        self.meters, self.last, self.shares = {}, {}, {}
+
+    def join(self, run, country, gpu_share, enabled, macs):
+        """Start sharing with `run` (its images and MACs are read at each settle)."""
+        self.settle()
+        key = (country, gpu_share) if enabled else None
+        if key is not None and key not in self.meters:
+            self.meters[key] = EmissionsMeter(country, True, gpu_share).__enter__()
+            self.last[key] = self.meters[key].so_far()
+        share = _Share(key, macs)
+        share.parts = _zero(self.last[key]) if key else {"energy_kwh": None, "co2_kg": None, "gpu_share": gpu_share,
+                                                         "emissions_method": "disabled"}
+        self.shares[run] = share
+        for other_run, other in self.shares.items():
+            other.members = max(other.members, len(self.shares))
+            other_run.peak_members = other.members
+        run.energy = self._result(share)
+
+    def settle(self):
+        if not self.shares:
+            return
+        work = {run: run.images * share.macs - share.settled for run, share in self.shares.items()}
+        total = sum(work.values())
+        for key, meter in self.meters.items():
+            now = meter.so_far()
+            delta = {name: (now[name] or 0.0) - (self.last[key][name] or 0.0) for name in ADDED}
+            self.last[key] = now
+            for run, share in self.shares.items():
+                if share.key == key:
+                    fraction = work[run] / total if total else 1 / len(self.shares)
+                    for name in ADDED:
+                        share.parts[name] += delta[name] * fraction
+        for run, share in self.shares.items():
+            share.settled += work[run]
+            run.energy = self._result(share)
+
+    def leave(self, run):
+        """Stop sharing with `run`; its energy, and a tracker no run needs any more is stopped."""
+        self.settle()
+        share = self.shares.pop(run)
+        if share.key is not None and all(other.key != share.key for other in self.shares.values()):
+            self.meters.pop(share.key).__exit__(None, None, None)
+            self.last.pop(share.key)
+        run.energy = self._result(share)
+        return run.energy
+
+    @staticmethod
+    def _result(share):
+        if share.key is None:
+            return dict(share.parts)
+        split = "alone" if share.members == 1 else f"images x MACs among up to {share.members} runs"
+        return {**share.parts, "energy_split": split}
+
+    def close(self):
+        for meter in self.meters.values():
+            meter.__exit__(None, None, None)
+        self.meters.clear()

@@ -8,10 +8,17 @@ around every batch norm eat: training these ResNets measured slower than fp32 on
 (benchmarks/README.md). channels_last needs AVX-512, where oneDNN's NHWC kernels are faster than
 NCHW even in fp32. Capabilities come from `torch.cpu.get_capabilities()` (cpuinfo).
 
-torch.compile (inductor) of the training network: by default ("auto") on CUDA, off on CPUs. On the
-2-core AVX-512 CPU of benchmarks/README.md it trained ~1.1-1.25x faster but cost 25-50 s of
-compilation (a C++ compiler run) per network, which a short trial does not earn back; `compile=True`
-turns it on there. The mode per device: COMPILE_MODES.
+CUDA graphs (`graph`, `steps.GraphedStep`): by default ("auto") on CUDA, where one H200 measured
+the whole training step as one graph 4.5x (resnet20) and 3.6x (resnet56) the images/s of the eager
+step at batch 128 (these nets are bound by kernel launches there); impossible on a CPU.
+
+torch.compile (inductor) of the training network: off by default ("auto") everywhere. On the H200
+it gained nothing for resnet20 (10 790 vs 10 611 img/s eager) and lost for resnet56 (4 338 vs 5 032)
+after 30-80 s of compiling; on the 2-core AVX-512 CPU of benchmarks/README.md it trained ~1.1-1.25x
+faster but cost 25-50 s of compilation per network, which a short trial does not earn back.
+`compile=True` turns it on (the graphed step is then off: the two do not compose here, a compiled
+module captures its own graphs only in torch.compile's "reduce-overhead" mode). The mode per device:
+COMPILE_MODES.
 """
 
 from dataclasses import dataclass
@@ -25,6 +32,7 @@ import torch
 # measure there (gpu_packing.py and throughput.py compile with the default mode so far).
 COMPILE_MODES = {"cpu": "default", "cuda": "default"}
 COMPILE_CHOICES = ("auto", True, False)
+GRAPH_CHOICES = ("auto", True, False)
 
 
 def check_compile(value):
@@ -34,11 +42,22 @@ def check_compile(value):
     raise ValueError(f"compile={value!r}: expected one of 'auto', true, false")
 
 
+def check_graph(value, compile="auto"):
+    """`graph` is "auto" (on for CUDA unless compile is forced on), true or false; true with
+    compile true is refused (they do not compose here)."""
+    if not (isinstance(value, bool) or value == "auto"):
+        raise ValueError(f"graph={value!r}: expected one of 'auto', true, false")
+    if value is True and compile is True:
+        raise ValueError("graph=true and compile=true: a graphed step runs the plain module; choose one")
+    return value
+
+
 @dataclass(frozen=True)
 class FastPath:
     amp: bool  # bf16 autocast for forward passes
     channels_last: bool
     compile_mode: str | None = None  # torch.compile's mode for the training network; None: eager
+    graphed: bool = False  # each training step a CUDA graph replay (`steps.GraphedStep`)
 
     @property
     def precision(self):
@@ -52,10 +71,15 @@ class FastPath:
     def compiled(self):
         return self.compile_mode is not None
 
+    @property
+    def path(self):
+        """Which engine trained: cuda_graph, compiled or eager."""
+        return "cuda_graph" if self.graphed else "compiled" if self.compiled else "eager"
+
     def record(self):
         """What a result row says about how the trial was computed."""
         return {"precision": self.precision, "memory_format": self.memory_format, "compiled": self.compiled,
-                "compile_mode": self.compile_mode}
+                "compile_mode": self.compile_mode, "graphed": self.graphed, "training_path": self.path}
 
 
 def _onednn():
@@ -73,20 +97,30 @@ def cpu_channels_last_pays():
 
 
 def compile_mode(device, compile="auto"):
-    """torch.compile's mode for training on `device`, or None (eager): "auto" compiles on CUDA only,
-    True on any device with a measured mode (CPU, CUDA), False nowhere."""
+    """torch.compile's mode for training on `device`, or None (eager): "auto" compiles nowhere
+    (measured no faster on CUDA, where graphs are the fast path, nor on short CPU trials), True on
+    any device with a measured mode (CPU, CUDA), False nowhere."""
     device = torch.device(device)
-    wanted = device.type == "cuda" if check_compile(compile) == "auto" else compile
+    wanted = check_compile(compile) is True
     return COMPILE_MODES.get(device.type) if wanted else None
 
 
-def choose(device, amp=True, channels_last=True, compile="auto"):
+def graphed(device, graph="auto", compile="auto"):
+    """Whether training steps are CUDA graph replays: "auto" on CUDA unless compile is forced on;
+    True needs a CUDA device."""
+    device = torch.device(device)
+    if check_graph(graph, compile) is True and device.type != "cuda":
+        raise ValueError(f"graph=true needs a CUDA device, but this trial trains on {device}")
+    return device.type == "cuda" and (graph is True or (graph == "auto" and compile is not True))
+
+
+def choose(device, amp=True, channels_last=True, compile="auto", graph="auto"):
     """The fast path for `device`: each part used when asked for and where it pays."""
     device = torch.device(device)
     mode = compile_mode(device, compile)
     if device.type == "cuda":
         return FastPath(amp=amp and torch.cuda.is_bf16_supported(including_emulation=False),
-                        channels_last=channels_last, compile_mode=mode)
+                        channels_last=channels_last, compile_mode=mode, graphed=graphed(device, graph, compile))
     if device.type == "cpu":
         return FastPath(amp=amp and cpu_bf16_pays(), channels_last=channels_last and cpu_channels_last_pays(),
                         compile_mode=mode)

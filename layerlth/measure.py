@@ -57,9 +57,13 @@ def training_step_bytes(model, inputs, labels):
         return tensor
 
     model.zero_grad(set_to_none=True)
+    buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         loss = F.cross_entropy(model(inputs), labels)
     loss.backward()
     model.zero_grad(set_to_none=True)
+    with torch.no_grad():  # the pass leaves no trace: BN statistics as they were (a resumed net's too)
+        for name, buffer in model.named_buffers():
+            buffer.copy_(buffers[name])
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     return 3 * weights + sum(saved.values())

@@ -1,4 +1,5 @@
 """The training loop: SGD over device-side batches, evaluation every epoch, callbacks for the rest.
+A `Run` is one training as a sequence of steps, so that a pack can step several in turn.
 
 Checkpointing, progress lines and metric reporting all enter through callbacks, called once before
 the first epoch (metrics None) and after every epoch with an `EpochState`; a callback that returns
@@ -6,8 +7,8 @@ True stops training after that epoch (early stopping).
 """
 
 import logging
+import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from layerlth.checkpoints import save_atomic
 from layerlth.data import Batches
+from layerlth.steps import EagerStep, GraphedStep, autocast, set_lr
 
 log = logging.getLogger("layerlth")
 
@@ -28,15 +30,6 @@ class EpochState:
     metrics: dict | None
     history: list  # metrics of every epoch so far, those of earlier attempts included
     context: dict  # what the trial knows of the model (removed blocks, scores), for checkpoints
-
-
-def autocast(device, amp):
-    """bf16 autocast on CUDA or CPU when asked (`layerlth.fastpath` decides where it pays);
-    full precision otherwise. Losses are computed on float logits either way."""
-    device_type = torch.device(device).type
-    if amp and device_type in ("cuda", "cpu"):
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @torch.no_grad()
@@ -52,63 +45,132 @@ def evaluate(model, batches, amp=False):
     return loss / count, correct / count
 
 
-def _train_epoch(model, optimizer, batches, amp):
-    model.train()
-    loss_sum = torch.zeros((), device=batches.x.device)
-    correct = torch.zeros((), device=batches.x.device, dtype=torch.long)
-    count = 0
-    for inputs, labels in batches:
-        with autocast(inputs.device, amp):
-            logits = model(inputs)
-            loss = F.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(labels)  # stays on the device: no sync per step
-        correct += (logits.argmax(1) == labels).sum()
-        count += len(labels)
-    return float(loss_sum) / count, int(correct) / count, count
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite: the run stops as failed."""
 
 
-def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
-          channels_last=False, optimizer=None, history=(), context=None, runner=None):
-    """Train `model` (already on data's device) from `start_epoch` to `stop_epoch` (default: the
-    recipe's last); the lr follows the recipe's schedule for those epochs. `history` holds the
-    metrics of epochs trained before (a resumed run); the return value adds the new ones.
+class Run:
+    """One training: a net going from `start_epoch` to `stop_epoch` (default: the recipe's last),
+    the lr following the recipe's schedule for those epochs. `train` runs one alone; a pack
+    (`layerlth.pack`) steps several in turn. `history` holds the metrics of epochs trained before
+    (a resumed run); `self.history` adds the new ones.
 
     `runner` runs the training steps: `model` itself (default), or `model` under torch.compile
-    (`compile_for_training`). Evaluation, callbacks and so checkpoints see `model`, the plain module:
-    its state_dict has no `_orig_mod.` prefixes.
+    (`compile_for_training`). With `graph`, the steps are CUDA-graph replays (`steps.GraphedStep`).
+    Evaluation, callbacks and so checkpoints see `model`, the plain module: its state_dict has no
+    `_orig_mod.` prefixes.
 
     Each epoch's batch order and augmentation come from a generator seeded by (seed, epoch), so a
     run restarted at any epoch sees the same batches as one that never stopped.
     """
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
-    optimizer = optimizer or recipe.optimizer(model)
-    runner = model if runner is None else runner
-    test = Batches(data, 512, train=False, memory_format=memory_format)
-    history = list(history)
-    context = context or {}
-    _call(callbacks, EpochState(start_epoch, model, optimizer, None, history, context))
-    for epoch in range(start_epoch, recipe.epochs if stop_epoch is None else stop_epoch):
-        for group in optimizer.param_groups:
-            group["lr"] = recipe.lr_at(epoch)
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        batches = Batches(data, recipe.batch_size, True, generator, memory_format=memory_format)
-        started = time.perf_counter()
-        train_loss, train_acc, seen = _train_epoch(runner, optimizer, batches, amp)
-        seconds = time.perf_counter() - started  # the float() reads above synchronise the device
-        test_loss, test_acc = evaluate(model, test, amp)
+
+    def __init__(self, model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
+                 channels_last=False, optimizer=None, history=(), context=None, runner=None, graph=False,
+                 name="run"):
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        model.to(memory_format=self.memory_format)
+        self.model, self.data, self.recipe, self.seed, self.name = model, data, recipe, seed, name
+        self.optimizer = optimizer or recipe.optimizer(model)
+        self.stepper = (GraphedStep(model, self.optimizer, amp, recipe.batch_size) if graph
+                        else EagerStep(model, self.optimizer, amp, runner))
+        self.amp, self.callbacks, self.history = amp, list(callbacks), list(history)
+        self.context = {} if context is None else context
+        self.test = Batches(data, 512, train=False, memory_format=self.memory_format)
+        self.epoch, self.last = start_epoch, recipe.epochs if stop_epoch is None else stop_epoch
+        self.images = 0  # training images stepped, in all (a pack splits energy by images x MACs)
+        self.before_callbacks = None  # what a pack does first at each epoch's end (settle energy)
+        # (country, gpu_share, emissions on, forward MACs per image): how a pack meters and splits its
+        # energy (`emissions.EnergySplit`); `energy` is this run's share so far
+        self.energy_terms, self.energy = ("USA", 1.0, False, 1), None
+        self.peak_members = 1  # the most runs this one shared its process with, itself included
+        self.own_peak_bytes = None  # CUDA: the peak of its first step plus the tensors it keeps
+        self.batches, self.done = None, False
+
+    @property
+    def graphed(self):
+        return self.stepper.graphed
+
+    def begin(self):
+        """The callbacks' look before the first epoch; then the first epoch's batches."""
+        _call(self.callbacks, EpochState(self.epoch, self.model, self.optimizer, None, self.history, self.context))
+        self._open_epoch()
+
+    def _open_epoch(self):
+        if self.epoch >= self.last:
+            self.done = True
+            return
+        set_lr(self.optimizer, self.recipe.lr_at(self.epoch))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.batches = iter(Batches(self.data, self.recipe.batch_size, True, generator,
+                                    memory_format=self.memory_format))
+        getattr(self.stepper, "runner", self.model).train()  # a compiled runner tracks the mode itself
+        self.stepper.start_epoch(self.data.train_x.device)
+        self.seen, self.started = 0, time.perf_counter()
+
+    def step(self):
+        """One training batch, or at the epoch's end its evaluation and callbacks; False once over."""
+        if self.done:
+            return False
+        batch = next(self.batches, None)
+        if batch is not None:
+            if self.own_peak_bytes is None and batch[0].is_cuda:
+                self._measured_step(batch)
+            else:
+                self.stepper.step(*batch)
+            self.seen += len(batch[1])
+            self.images += len(batch[1])
+            return True
+        self._close_epoch()
+        return not self.done
+
+    def _measured_step(self, batch):
+        """The first step, synchronised, with the CUDA memory it takes beyond what was allocated:
+        a member's own peak even when other runs share the process (theirs are not running)."""
+        device = batch[0].device
+        kept = [p for p in self.model.parameters()] + [p.grad for p in self.model.parameters() if p.grad is not None]
+        kept += [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        self.stepper.step(*batch)
+        torch.cuda.synchronize(device)
+        self.own_peak_bytes = torch.cuda.max_memory_allocated(device) - base + sum(t.numel() * t.element_size()
+                                                                                  for t in kept)
+
+    def _close_epoch(self):
+        loss_sum, correct = self.stepper.totals()  # reads the device: the epoch's steps are done
+        seconds = time.perf_counter() - self.started
+        if not math.isfinite(loss_sum):
+            self.done = True
+            raise TrainingDiverged(f"{self.name}: training loss is {loss_sum} in epoch {self.epoch + 1}")
+        test_loss, test_acc = evaluate(self.model, self.test, self.amp)
+        lr = self.recipe.lr_at(self.epoch)
+        self.epoch += 1
         metrics = {
-            "epoch": epoch + 1, "lr": recipe.lr_at(epoch), "train_loss": train_loss,
-            "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
-            "epoch_seconds": seconds, "images_per_second": seen / seconds,
+            "epoch": self.epoch, "lr": lr, "train_loss": loss_sum / self.seen, "train_acc": correct / self.seen,
+            "test_loss": test_loss, "test_acc": test_acc, "epoch_seconds": seconds,
+            "images_per_second": self.seen / seconds,
         }
-        history.append(metrics)
-        if _call(callbacks, EpochState(epoch + 1, model, optimizer, metrics, history, context)):
-            break
-    return history
+        self.history.append(metrics)
+        if self.before_callbacks:
+            self.before_callbacks()
+        if _call(self.callbacks, EpochState(self.epoch, self.model, self.optimizer, metrics, self.history,
+                                            self.context)):
+            self.done = True
+            return
+        self._open_epoch()
+
+
+def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
+          channels_last=False, optimizer=None, history=(), context=None, runner=None, graph=False):
+    """Train `model` (already on data's device) alone: a `Run` stepped to its end; returns its
+    history (the metrics of every epoch, those of `history` first)."""
+    run = Run(model, data, recipe, seed, start_epoch, stop_epoch, callbacks, amp, channels_last, optimizer,
+              history, context, runner, graph)
+    run.begin()
+    while run.step():
+        pass
+    return run.history
 
 
 def batch_sizes(n, batch_size):

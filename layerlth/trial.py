@@ -15,8 +15,8 @@ from layerlth.criteria import AGGREGATES, CRITERIA, check_applicable, check_crit
 from layerlth.data import Batches, check_dataset, image_shape, load_dataset
 from layerlth.dense_runs import DenseRun
 from layerlth.early_stop import EarlyStop
-from layerlth.emissions import EmissionsMeter, over_attempts
-from layerlth.fastpath import check_compile
+from layerlth.emissions import over_attempts
+from layerlth.fastpath import check_compile, check_graph
 from layerlth.fastpath import choose as choose_fast_path
 from layerlth.measure import count_macs, count_params, training_step_bytes
 from layerlth.models import SHORTCUTS, build_for_images, check_arch, checked_network, max_removable
@@ -25,7 +25,8 @@ from layerlth.recipes import training_recipe
 from layerlth.robustness import check_robustness, robustness_columns
 from layerlth.rounds import check_rounds
 from layerlth.similarity import representation_cka
-from layerlth.train import SaveWeights, compile_for_training, log_progress, train
+from layerlth.pack import run_alone
+from layerlth.train import Run, SaveWeights, compile_for_training, log_progress
 
 log = logging.getLogger("layerlth")
 KINDS = ("dense", "at_init", "after_training", "filter")
@@ -40,6 +41,7 @@ def validate(config):
     check_dataset(config.dataset)
     check_robustness(config)
     check_compile(config.compile)
+    check_graph(config.graph, config.compile)
     recipe = training_recipe(config)
     if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
         raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {recipe}")
@@ -86,16 +88,23 @@ def run_trial(config, callbacks=(), resume=None):
     `resume` continues an interrupted trial from a checkpoint: {"model": the module, "optimizer":
     its state_dict, "epoch": epochs completed, "history": their metrics, "context": the ticket's
     facts}; the ticket is then not rebuilt, and training goes on from that epoch.
+    A trial alone is a pack of one (`layerlth.pack`): `trial_work` trained by `run_alone`.
     """
+    return run_alone(trial_work(config, callbacks, resume))
+
+
+def trial_work(config, callbacks=(), resume=None):
+    """`run_trial` as a generator a pack drives: it yields each `Run` it needs trained (a dense
+    run first, for an after-training ticket whose dense run is not stored) and returns the row."""
     config = validate(TrialConfig.from_dict(config) if isinstance(config, dict) else config)
     device = pick_device(config.device)
     data = load_dataset(config.dataset, config.data_dir).subset(train=config.train_subset).to(device)
     if config.is_dense:
-        result = dense_result(config, data, device, callbacks, resume)
+        result = yield from dense_result(config, data, device, callbacks, resume)
         if config.robustness:  # on the stored final weights, whether trained now or reused
             result |= robustness_columns(config, trained_dense(config, data, device), data, device)
     else:
-        result = ticket_result(config, data, device, callbacks, resume)
+        result = yield from ticket_result(config, data, device, callbacks, resume)
     if config.out_dir:
         write_json_atomic(result, Path(config.out_dir) / "result.json")
     return result
@@ -121,8 +130,8 @@ def dense_result(config, data, device, callbacks=(), resume=None):
             run.discard_result()  # incomplete until trained again: no one reads weights being rewritten
             initial = initial_dense(config, data, device)
             model = resume["model"].to(device) if resume else initial
-            measured = train_and_measure(model, initial, config.dense_config(), data, device, 0,
-                                         [run.save_weights, *callbacks], resume)
+            measured = yield from train_and_measure(model, initial, config.dense_config(), data, device, 0,
+                                                    [run.save_weights, *callbacks], resume)
             run.save_result(measured)
         stored = run.result()
     return {**stored, **config.to_dict(), "trial_id": config.hash(), "removed": [], "scores": {},
@@ -134,14 +143,14 @@ def ticket_result(config, data, device, callbacks=(), resume=None):
     recipe = training_recipe(config)
     run = DenseRun(config, recipe.epochs)
     if config.kind == "after_training":
-        dense_result(config, data, device)  # trains the dense run only if no trial did before
+        yield from dense_result(config, data, device)  # trains the dense run only if no trial did before
     if resume:
         ticket, facts = resume["model"].to(device), resume["context"]
     else:
         ticket, facts = make_ticket(dense, run, config, data)
     stopper = EarlyStop(config, run, recipe.epochs)
-    measured = train_and_measure(ticket, dense, config, data, device, facts["start_epoch"], [stopper, *callbacks],
-                                 resume, facts)
+    measured = yield from train_and_measure(ticket, dense, config, data, device, facts["start_epoch"],
+                                            [stopper, *callbacks], resume, facts)
     if stopper.evidence:  # a loss, without the evaluations of a finished ticket
         return {**measured, **facts, "status": "stopped_early", "stop_evidence": stopper.evidence,
                 "dense_run": str(run.directory)}
@@ -169,37 +178,43 @@ def similarity_to_dense(ticket, config, run, data, device):
 
 
 def train_and_measure(model, dense, config, data, device, start_epoch=0, callbacks=(), resume=None, facts=None):
+    """Yields the `Run` that trains `model` (a pack steps it), then measures it: the trial's row."""
     recipe = training_recipe(config)
     optimizer = recipe.optimizer(model)
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
     cuda = device.type == "cuda"
-    fast = choose_fast_path(device, config.amp, config.channels_last, config.compile)
+    fast = choose_fast_path(device, config.amp, config.channels_last, config.compile, config.graph)
     sample = next(iter(Batches(data, recipe.batch_size, True, torch.Generator().manual_seed(0))))
     memory_estimate = training_step_bytes(model, *sample)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     first = resume["epoch"] if resume else start_epoch
-    log.info("%s %s: p=%d, training epochs %d..%d on %s", config.arch, config.kind, config.p, first,
-             recipe.epochs, device)
+    log.info("%s %s: p=%d, training epochs %d..%d on %s (%s)", config.arch, config.kind, config.p, first,
+             recipe.epochs, device, fast.path)
     earlier = list(resume["context"].get("energy_attempts", [])) if resume else []
     context = facts if facts is not None else {"start_epoch": 0}
-    with EmissionsMeter(config.country, config.emissions, config.gpu_share) as meter:
-        # `model` stays the plain module: checkpoints, saved weights and measurements see it; only the
-        # training steps run through the compiled one (compiled again on resume: a fresh module)
-        runner, compile_seconds = model, 0.0
-        if fast.compiled:
-            runner, compile_seconds = compile_for_training(model, data, recipe.batch_size, fast.amp,
-                                                           fast.channels_last, fast.compile_mode)
-            log.info("compiled (torch.compile mode %s) in %.1fs", fast.compile_mode, compile_seconds)
-        hooks = [KeepEnergy(meter, earlier), log_progress, *callbacks]
-        if config.out_dir and config.checkpoint_epochs:
-            hooks.append(SaveWeights(config.checkpoint_epochs, Path(config.out_dir) / "checkpoints"))
-        history = train(model, data, recipe, config.seed, first, callbacks=hooks, amp=fast.amp,
-                        channels_last=fast.channels_last, optimizer=optimizer,
-                        history=resume["history"] if resume else (), context=context, runner=runner)
-    context.pop("energy_attempts", None)  # the row carries the totals (over_attempts) instead
+    # `model` stays the plain module: checkpoints, saved weights and measurements see it; only the
+    # training steps run through the compiled one (compiled again on resume: a fresh module)
+    runner, compile_seconds = model, 0.0
+    if fast.compiled:
+        runner, compile_seconds = compile_for_training(model, data, recipe.batch_size, fast.amp,
+                                                       fast.channels_last, fast.compile_mode)
+        log.info("compiled (torch.compile mode %s) in %.1fs", fast.compile_mode, compile_seconds)
+    keep_energy = KeepEnergy(earlier)
+    hooks = [keep_energy, log_progress, *callbacks]
+    if config.out_dir and config.checkpoint_epochs:
+        hooks.append(SaveWeights(config.checkpoint_epochs, Path(config.out_dir) / "checkpoints"))
+    run = Run(model, data, recipe, config.seed, first, callbacks=hooks, amp=fast.amp,
+              channels_last=fast.channels_last, optimizer=optimizer, history=resume["history"] if resume else (),
+              context=context, runner=runner, graph=fast.graphed,
+              name=f"{config.arch} {config.kind} p={config.p} seed={config.seed}")
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
+    run.energy_terms = (config.country, config.gpu_share, config.emissions, macs)
+    keep_energy.run = run
+    yield run  # trained here, alone or beside other trials
+    history = run.history
+    context.pop("energy_attempts", None)  # the row carries the totals (over_attempts) instead
     seconds = [h["epoch_seconds"] for h in history]
     return {
         **config.to_dict(), "trial_id": config.hash(), "status": "finished",
@@ -211,21 +226,34 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
         "epochs_trained": len(history), "train_seconds": sum(seconds),
         "compile_seconds": compile_seconds,  # this attempt's warm-up, apart from train_seconds; 0 when eager
         "images_per_second": sum(h["images_per_second"] for h in history) / max(1, len(history)),
-        "memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else memory_estimate,
-        "memory_method": "cuda_peak_allocated" if cuda else "estimate:weights+grads+momentum+saved_activations",
-        "memory_estimate_bytes": memory_estimate,
+        **memory_columns(run, device, memory_estimate),
         **fast.record(), "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
-        **over_attempts(earlier, meter.result), "history": history,
+        **over_attempts(earlier, run.energy), "history": history,
     }
 
 
-class KeepEnergy:
-    """Training callback: the energy of this attempt so far, beside that of earlier attempts, in the
-    context a checkpoint saves, so that a resumed trial's energy covers every attempt."""
+def memory_columns(run, device, estimate):
+    """Peak training memory: the process's CUDA peak for a run that trained alone; for one that
+    shared its process (a pack), the peak of one of its own steps plus the tensors it keeps."""
+    if device.type != "cuda":
+        return {"memory_bytes": estimate, "memory_method": "estimate:weights+grads+momentum+saved_activations",
+                "memory_estimate_bytes": estimate}
+    if run.peak_members == 1:
+        return {"memory_bytes": torch.cuda.max_memory_allocated(device), "memory_method": "cuda_peak_allocated",
+                "memory_estimate_bytes": estimate}
+    return {"memory_bytes": run.own_peak_bytes, "memory_method": "cuda_own_step_peak+own_tensors",
+            "memory_estimate_bytes": estimate}
 
-    def __init__(self, meter, earlier):
-        self.meter, self.earlier = meter, earlier
+
+class KeepEnergy:
+    """Training callback: the energy of this attempt so far (its run's share), beside that of
+    earlier attempts, in the context a checkpoint saves, so a resumed trial's energy covers every
+    attempt."""
+
+    def __init__(self, earlier):
+        self.earlier, self.run = earlier, None
 
     def __call__(self, state):
-        if state.metrics is not None and self.meter.enabled:
-            state.context["energy_attempts"] = [*self.earlier, self.meter.so_far()]
+        energy = self.run.energy if self.run is not None else None
+        if state.metrics is not None and energy and energy.get("energy_kwh") is not None:
+            state.context["energy_attempts"] = [*self.earlier, energy]

@@ -5,6 +5,7 @@
   python sweeps/run.py --grid demo                  # a few-minute miniature, offline, on a CPU
   python sweeps/run.py --grid my_study.yaml --gpus-per-trial 0.25 --address auto
   python sweeps/run.py --grid paper --resume        # finish a killed sweep from the stored records
+  python sweeps/run.py --grid paper --gpus-per-trial 1 --trials-per-gpu 8   # 8 trials packed per GPU
   python sweeps/run.py --grid depth --dry-run       # depth searches: the largest p that still wins, priced
 
 A grid (sweeps/grids/*.yaml or your own file) lists trials as defaults plus studies whose list
@@ -33,6 +34,18 @@ from layerlth.sweep.store import StoreFailed  # noqa: E402
 from layerlth.sweep.tracking import MODES  # noqa: E402
 
 
+def trials_per_gpu(text):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number >= 1, or auto")
+    return value
+
+
 def parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", required=True, help="built-in grid name (paper, demo) or path to a YAML grid")
@@ -52,6 +65,11 @@ def parser():
     g.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial holds (default 1)")
     g.add_argument("--gpus-per-trial", type=float, default=0,
                    help="GPUs each trial holds; a fraction lets several small nets share one GPU (default 0)")
+    g.add_argument("--trials-per-gpu", type=trials_per_gpu, default=1, metavar="K",
+                   help="pack up to K trials into one process per device (CPU: one after another, the same code); "
+                        "each Tune trial is then a pack holding --gpus-per-trial (1 by default on GPUs) and "
+                        "--cpus-per-trial, refilled as members finish; auto = the best K measured for this "
+                        "device in measured_throughput.json (1 where none was). Default 1: one trial per Tune trial")
     g.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as resources allow)")
     g.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     g.add_argument("--resume", action="store_true",

@@ -37,7 +37,8 @@ def test_fp32_when_asked_whatever_the_cpu(monkeypatch, pays):
     monkeypatch.setattr(fastpath, "cpu_bf16_pays", lambda: pays)
     monkeypatch.setattr(fastpath, "cpu_channels_last_pays", lambda: pays)
     path = fastpath.choose("cpu", amp=False, channels_last=False)
-    assert path.record() == {"precision": "fp32", "memory_format": "contiguous", "compiled": False, "compile_mode": None}
+    assert path.record() == {"precision": "fp32", "memory_format": "contiguous", "compiled": False, "compile_mode": None,
+                             "graphed": False, "training_path": "eager"}
     assert fastpath.choose("cpu", amp=True, channels_last=False) == fastpath.FastPath(amp=pays, channels_last=False)
 
 

@@ -31,6 +31,8 @@ class StoreResults(tune.Callback):
             self._write(result, lambda: self.store.finished(result["trial_id"]) or self.store.save(result))
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if "pack" in trial.config:  # a pack's members are stored by the pack and its searcher
+            return
         point = trial.config["point"]
         if self.store.finished(point["id"]):
             return

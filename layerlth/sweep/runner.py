@@ -114,7 +114,8 @@ def run_searches(search_list, args, root, store):
 
 
 def run_experiment(searcher, num_samples, args, root, store):
-    """One new Tune experiment; interrupted trials continue from their checkpoints."""
+    """One new Tune experiment; interrupted trials continue from their checkpoints. With
+    --trials-per-gpu k > 1 each Tune trial is a pack (`packs`) fed by the same searcher."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -123,6 +124,13 @@ def run_experiment(searcher, num_samples, args, root, store):
 
     failures(store.root).clear()
     tune_dir = root.child("tune")
+    if args.trials_per_gpu > 1:
+        from layerlth.sweep.packs import Mailbox, PackSearcher, pack_trainable
+
+        name = f"layerlth-mailbox-{uuid.uuid4().hex[:8]}"
+        mailbox = Mailbox.options(name=name).remote()  # noqa: F841 - held by name for the experiment
+        searcher = PackSearcher(searcher, args.trials_per_gpu, name, store, args.max_failures)
+        trainable = pack_trainable
     resources = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
     callbacks = [StoreResults(store), JsonLoggerCallback(), CSVLoggerCallback()]
     tuner = tune.Tuner(
@@ -131,19 +139,51 @@ def run_experiment(searcher, num_samples, args, root, store):
             search_alg=searcher, num_samples=num_samples,
             max_concurrent_trials=args.max_concurrent or None,
             reuse_actors=args.reuse_workers,  # a worker's start-up (seconds) paid once, not per trial
-            trial_name_creator=lambda t: f"{t.config['point']['trial']['kind']}-{t.config['point']['id']}",
-            trial_dirname_creator=lambda t: t.config["point"]["id"],
+            trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=experiment_name("sweep"), storage_path=tune_dir.location, callbacks=callbacks,
             verbose=args.verbose, stop=StopWhenStoreFails(store.root),
             progress_reporter=status_table(),
-            failure_config=tune.FailureConfig(max_failures=args.max_failures),
+            # a pack retries its members itself (`packs.PackSearcher`); a pack that dies is not rerun whole
+            failure_config=tune.FailureConfig(max_failures=0 if args.trials_per_gpu > 1 else args.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
     tuner.fit()
     check_store(store)
+
+
+def trial_name(trial):
+    if "pack" in trial.config:
+        return f"pack-{trial.trial_id}"
+    return f"{trial.config['point']['trial']['kind']}-{trial.config['point']['id']}"
+
+
+def trial_dirname(trial):
+    return f"pack-{trial.trial_id}" if "pack" in trial.config else trial.config["point"]["id"]
+
+
+def resolve_trials_per_gpu(args, entries):
+    """--trials-per-gpu auto: the most trials per device measured for this device's kind and the
+    grid's architectures (`measured_throughput.json`, written by benchmarks/gpu_suite.py); 1 where
+    nothing was measured (a CPU: packing only steps trials one after another there)."""
+    if args.trials_per_gpu != "auto":
+        return args.trials_per_gpu
+    from layerlth.sweep.estimate import Throughput, device_kind, measured_throughput
+
+    device = "cuda" if args.gpus_per_trial else "cpu"
+    entry = measured_throughput().get(device_kind(device)) if device == "cpu" or _cuda() else None
+    if not entry or not entry.get("packing"):
+        return 1
+    rate = Throughput(device_kind(device), entry)
+    return max(rate.packed(arch)[0] for arch in {c.arch for _, c in entries}) if entries else 1
+
+
+def _cuda():
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def experiment_name(phase):
@@ -166,6 +206,7 @@ def check_store(store):
 def resume_note(todo, root):
     """What --resume picks up: the trials to run and how many left checkpoints (names only, no load)."""
     left = {name.split("/")[2] for name in root.glob("tune/*/*/checkpoint_*/state.pt")}
+    left |= {name.split("/")[1] for name in root.glob("checkpoints/*/state.pt")}  # pack members' own
     started = sum(job.config.hash() in left for job in todo)
     return (f"resuming {root.location}: {len(todo)} trials to run in a new Tune experiment, {started} of them "
             f"from the newest checkpoint they left under tune/")
@@ -225,6 +266,9 @@ def run(args):
             print(price_table(search_list))
         return 0
     check_resources(args)
+    args.trials_per_gpu = resolve_trials_per_gpu(args, entries)
+    if args.trials_per_gpu > 1:
+        print(f"packing up to {args.trials_per_gpu} trials per Tune trial (--trials-per-gpu)")
     check_data([c for c in [c for _, c in entries] + bases if not c.dataset.endswith(".npz")])
     args.wandb_mode = resolve_mode(args.wandb)
     failing = failing_trials(grid)

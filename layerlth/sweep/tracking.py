@@ -71,7 +71,9 @@ def remove_run_folders(directory, run_id):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def finish_run(run, result):
+def finish_run(run, result, teardown=True):
+    """The run's summary from the result, then finished; `teardown` stops the W&B service too
+    (not while other runs of this process, a pack's, are still logging)."""
     if run is None:
         return
     keys = ("final_test_acc", "best_test_acc", "params", "macs", "macs_reduction", "train_seconds",
@@ -82,6 +84,13 @@ def finish_run(run, result):
             "attack_eps", "pgd_steps", "pgd_step_size", "attack_images", "robustness_error")
     run.summary.update({k: result[k] for k in keys if result.get(k) is not None})
     run.finish()
-    import wandb
+    if teardown:
+        globals()["teardown"]()
 
-    wandb.teardown()  # stop the W&B service now, not in an atexit hook of a worker Ray kills
+
+def teardown():
+    """Stop the W&B service now, not in an atexit hook of a worker Ray kills."""
+    import sys
+
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()

@@ -42,9 +42,11 @@ def load_checkpoint(checkpoint, config):
 
 
 def left_states(storage, trial_id, config):
-    """The checkpoints trial `trial_id` left under the sweep's tune/ folder, by any attempt. One cut
-    short by a kill (or not ours) is skipped with a warning: an older one is still there."""
-    for name in storage.glob(f"tune/*/{trial_id}/checkpoint_*/{STATE}"):
+    """The checkpoints trial `trial_id` left under the sweep's tune/ folder, by any attempt, and the
+    one it keeps as a pack's member (`packs.member_checkpoint_name`). One cut short by a kill (or
+    not ours) is skipped with a warning: an older one is still there."""
+    names = storage.glob(f"tune/*/{trial_id}/checkpoint_*/{STATE}") + storage.glob(f"checkpoints/{trial_id}/{STATE}")
+    for name in names:
         try:
             yield load_state(storage.path(name), config, io.BytesIO(storage.read_bytes(name)))
         except (UnsafeCheckpoint, OSError) as error:
@@ -85,7 +87,7 @@ class Reporter:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
-def _test_failure(point, storage):
+def test_failure(point, storage):
     """Test-only switch (`_test_fail` in a grid study): fail on the first attempt, or on every one."""
     mode = point.get("test_fail")
     marker = f"trials/{point['id']}/failed_once"
@@ -114,7 +116,7 @@ def trainable(params):
         tune.report({"final_test_acc": stored["final_test_acc"], "result_json": json.dumps(stored)})
         return
     config = TrialConfig.from_dict(point["trial"])
-    _test_failure(point, store.storage)
+    test_failure(point, store.storage)
     resume = resume_state(tune.get_checkpoint(), store.storage, point["id"], config)
     attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
     nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [node_id()]
