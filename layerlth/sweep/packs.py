@@ -59,7 +59,7 @@ class PackSearcher(Searcher):
         self.mailbox = ray.get_actor(mailbox_name)
         self.max_failures, self.failures = max_failures, {}
         self.members = {}  # member id -> (pack id, params)
-        self.retry, self.finished, self.packs = [], False, 0
+        self.retry, self.finished, self.handed = [], False, 0
 
     def _take(self, pack_id, n):
         """Up to n members for `pack_id`: failed ones to retry first, then the inner searcher's."""
@@ -67,7 +67,8 @@ class PackSearcher(Searcher):
         while len(taken) < n and self.retry:
             taken.append(self.retry.pop(0))
         while len(taken) < n and not self.finished:
-            member_id = f"{pack_id}-{len(self.members)}"
+            self.handed += 1
+            member_id = f"{pack_id}-m{self.handed}"  # unique: the inner searcher keys its trials by it
             params = self.inner.suggest(member_id)
             if params is Searcher.FINISHED:
                 self.finished = True
@@ -84,17 +85,17 @@ class PackSearcher(Searcher):
         if not members:
             done = self.finished and not self.retry and not self.members
             return Searcher.FINISHED if done else None
-        self.packs += 1
         return {"pack": {"id": trial_id, "members": members, "slots": self.slots, "mailbox": self.mailbox_name},
                 "sweep": members[0]["sweep"]}
 
     def on_trial_result(self, trial_id, result):
-        for member_id, raw in result.get("done", {}).items():
-            self._member_done(member_id, json.loads(raw))
-        for member_id, error in result.get("failed", {}).items():
+        """A pack's report (Tune flattens nested dicts, so the members come as JSON text)."""
+        for member_id, record in json.loads(result.get("pack_done_json") or "{}").items():
+            self._member_done(member_id, record)
+        for member_id, error in json.loads(result.get("pack_failed_json") or "{}").items():
             self._member_failed(member_id, error)
-        if result.get("wants"):
-            members = self._take(trial_id, result["wants"])
+        if result.get("pack_wants"):
+            members = self._take(trial_id, result["pack_wants"])
             last = self.finished and not self.retry
             self.mailbox.put.remote(trial_id, {"members": members, "finished": last})
 
@@ -122,7 +123,7 @@ class PackSearcher(Searcher):
     def on_trial_complete(self, trial_id, result=None, error=False):
         """A pack ended: its members not reported done failed with it (retried like any failure)."""
         if result:
-            self.on_trial_result(trial_id, {k: v for k, v in result.items() if k != "wants"})
+            self.on_trial_result(trial_id, {k: v for k, v in result.items() if k != "pack_wants"})
         for member_id in [m for m, (pack, _) in self.members.items() if pack == trial_id]:
             self._member_failed(member_id, f"its pack {trial_id} ended ({'error' if error else 'early'})")
 
@@ -212,7 +213,7 @@ class MailboxSource:
 
     def _ask(self, n):
         if not self.waiting:
-            tune.report({"wants": n})
+            tune.report({"pack_wants": n})
             self.waiting, self.asked_at = True, time.monotonic()
             return
         if time.monotonic() - self.asked_at < POLL_SECONDS:
@@ -236,13 +237,12 @@ def pack_trainable(params):
     source = MailboxSource(pack, store, wandb_runs)
     try:
         for finished in Pack(pack["slots"]).run(source):
-            report = {}
             if finished.error is None:
-                report["done"] = {finished.key: json.dumps(finished.result)}
+                tune.report({"pack_done_json": json.dumps({finished.key: finished.result}),
+                             "final_test_acc": finished.result.get("final_test_acc")})
             else:
                 text = "".join(traceback.format_exception(finished.error))
-                report["failed"] = {finished.key: text}
                 tracking.finish_run(wandb_runs.get(finished.key), {"status": "errored"}, teardown=False)
-            tune.report(report)
+                tune.report({"pack_failed_json": json.dumps({finished.key: text})})
     finally:
         tracking.teardown()
