@@ -52,13 +52,14 @@ class PilImages(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), self.y[i]
 
 
-def plain_loader(data, device):
+def plain_loader(data, device, workers=2):
     mean, std = (v / 255 for v in data.channel_stats)
     T = torchvision.transforms
     transform = T.Compose([T.RandomCrop(data.image_size[-1], padding=data.pad), T.RandomHorizontalFlip(),
                            T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())])
     dataset = PilImages(data.train_x, data.train_y, transform)
-    return torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=2, persistent_workers=True,
+    return torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
+                                       persistent_workers=workers > 0,
                                        drop_last=True, pin_memory=device.type == "cuda")
 
 

@@ -49,7 +49,9 @@ class EmissionsMeter:
         """The energy and CO2 measured since the start, the tracker still running; None when off."""
         if not self.enabled:
             return None
-        self.tracker._measure_power_and_energy_if_stale()  # codecarbon's own reading, as flush() does
+        # codecarbon's own reading, as flush() does, taken now: a short epoch is shorter than the
+        # interval after which its `_if_stale` variant reads again
+        self.tracker._measure_power_and_energy()
         data = self.tracker._prepare_emissions_data()
         return self._parts(data, data.emissions)
 

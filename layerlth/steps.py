@@ -51,11 +51,22 @@ def make_graphable(optimizer, device):
     return optimizer
 
 
+def make_eager(optimizer):
+    """SGD as an eager step runs it: a float lr and PyTorch's default implementation, also when the
+    state came from a graphed run's checkpoint (a tensor lr, the fused flag)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"] = float(group["lr"])
+        if group.get("fused"):
+            group["fused"], group["foreach"] = None, None
+    return optimizer
+
+
 class EagerStep:
     graphed = False
 
     def __init__(self, model, optimizer, amp, runner=None):
-        self.model, self.optimizer, self.amp = model, optimizer, amp
+        self.model, self.optimizer, self.amp = model, make_eager(optimizer), amp
         self.runner = model if runner is None else runner
         self.loss_sum = self.correct = None
 

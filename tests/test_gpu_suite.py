@@ -20,10 +20,10 @@ HIDDEN = ("ray", "wandb", "codecarbon", "torchattacks", "boto3", "imagecorruptio
 BLOCKER = blocker(HIDDEN)
 
 
-def suite_module():
+def suite_module(name="gpu_suite"):
     sys.path.insert(0, str(SUITE.parent))
     try:
-        spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
+        spec = importlib.util.spec_from_file_location(name, SUITE.parent / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -64,21 +64,25 @@ def test_dry_runs_every_stage_within_caps_rewriting_its_summary_where_ray_and_co
     summary = json.loads((out / "summary.json").read_text())
     stages = summary["stages"]
     assert {n: e["status"] for n, e in stages.items()} == {
-        "tests": "ok", "throughput": "ok", "speedup": "capped", "packing": "skipped", "record": "ok"}
+        "tests": "ok", "throughput": "ok", "engines": "ok", "speedup": "capped", "packing": "ok", "record": "ok"}
     assert summary["finished"] and summary["optional_modules_imported"] == []
     # rewritten when each stage started and ended: the events, and summaries seen mid-run
     assert [e[1:] for e in summary["events"]] == [
-        ["tests", "start"], ["tests", "ok"], ["throughput", "start"], ["throughput", "ok"], ["speedup", "start"],
-        ["speedup", "capped"], ["packing", "start"], ["packing", "skipped"], ["record", "start"], ["record", "ok"]]
-    assert ("running", "not run", "not run", "not run", "not run") in seen or ("ok", "running", "not run", "not run",
-                                                                               "not run") in seen
+        ["tests", "start"], ["tests", "ok"], ["throughput", "start"], ["throughput", "ok"], ["engines", "start"],
+        ["engines", "ok"], ["speedup", "start"], ["speedup", "capped"], ["packing", "start"], ["packing", "ok"],
+        ["record", "start"], ["record", "ok"]]
+    assert ("running", *["not run"] * 5) in seen or ("ok", "running", *["not run"] * 4) in seen
     assert stages["speedup"]["cap_s"] == 0.05 and "stopped at its cap" in stages["speedup"]["note"]
     assert all(c > 0 for c in (stages["tests"]["cap_s"], stages["record"]["cap_s"]))
     tests = stages["tests"]["result"]
     assert tests["pytest"]["returncode"] == 0 and set(tests["pytest"]["counts"]) == {"skipped"}  # no CUDA here
     assert {k: t["status"] for k, t in tests["trials"].items()} == dict.fromkeys(
-        ["dense", "at_init", "after_training", "filter", "at_init compiled"], "finished")
-    assert tests["trials"]["at_init compiled"]["compiled"] is False  # compile "auto": off on a CPU
+        ["dense", "at_init", "after_training", "filter", "at_init graphed"], "finished")
+    assert tests["trials"]["at_init graphed"]["training_path"] == "eager"  # graph "auto": CUDA only
+    engines = stages["engines"]["result"]["archs"]["resnet20"]
+    assert engines["eager"]["images_per_second"] > 0 and "graph" not in engines  # no graph without CUDA
+    [one, two] = stages["packing"]["result"]["archs"]["resnet20"]["runs"]  # packs of 1 and 2 stepped in turn
+    assert (one["k"], two["k"]) == (1, 2) and one["vs_one"] == 1.0 and two["aggregate_images_per_second"] > 0
     assert stages["throughput"]["result"]["rows"][0][0] == "resnet20"
     measured = json.loads((out / "measured_throughput.json").read_text())
     recorded = measured[stages["record"]["result"]["kind"]]
@@ -90,7 +94,7 @@ def test_dry_runs_every_stage_within_caps_rewriting_its_summary_where_ray_and_co
 
 
 def test_best_packing_is_the_k_with_most_trials_per_hour():
-    best_packing = suite_module().best_packing
+    best_packing = suite_module("suite_packs").best_packing
     runs = [{"k": 1, "vs_one": 1.0, "peak_memory_bytes": 10}, {"k": 2, "vs_one": 1.7, "peak_memory_bytes": 11},
             {"k": 4, "vs_one": 2.2, "peak_memory_bytes": 12}, {"k": 8, "vs_one": 2.1, "peak_memory_bytes": 13}]
     assert best_packing({"archs": {"resnet32": {"runs": runs}}}) == {"resnet32": {

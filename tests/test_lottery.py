@@ -16,13 +16,13 @@ BASE = dict(kind="after_training", arch="resnet20", dataset="synthetic", recipe=
 @pytest.fixture
 def counted(monkeypatch):
     calls = []
-    real = layerlth.trial.train
 
-    def counting(model, data, recipe, seed=0, start_epoch=0, **kwargs):
-        calls.append(start_epoch)
-        return real(model, data, recipe, seed, start_epoch, **kwargs)
+    class Counting(layerlth.trial.Run):  # every training a trial starts, by its first epoch
+        def __init__(self, model, data, recipe, seed=0, start_epoch=0, *args, **kwargs):
+            calls.append(start_epoch)
+            super().__init__(model, data, recipe, seed, start_epoch, *args, **kwargs)
 
-    monkeypatch.setattr(layerlth.trial, "train", counting)
+    monkeypatch.setattr(layerlth.trial, "Run", Counting)
     return calls
 
 
