@@ -35,8 +35,9 @@ $(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[docs]"
 	touch $@
 
+docs: export NO_MKDOCS_2_WARNING = 1
 docs: $(VENV)/.docs-installed
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+	$(PY) -m mkdocs build --strict --site-dir site
 
 # The newest versions pyproject.toml allows, as a user's `pip install -e ".[dev]"` gets them: a fresh
 # venv, only torch held (.ci/hold-torch.txt), not constraints.txt. .ci/versions.py prints every package
