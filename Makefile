@@ -1,9 +1,9 @@
-# Quickstart: `make demo` (creates .venv, installs pinned deps, runs the demo), `make test`.
+# Quickstart: `make demo` (creates .venv, installs pinned deps, runs the demo), `make test`; `make docs`.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-slow test-latest clean
+.PHONY: install demo test test-slow test-latest docs clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,19 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+# The site (docs/, mkdocs.yml) into site/: open site/index.html. Strict: a warning, a broken link or
+# anchor, or a reference to a symbol that does not exist fails the build. Offline: no web fonts, the
+# search index built here, the API pages read from the source by griffe (nothing imported).
+# Material for MkDocs prints an end-of-life notice on every build (fixes until 2027-05-05; see
+# docs/development.md); NO_MKDOCS_2_WARNING silences that notice, not mkdocs' warnings.
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[docs]"
+	touch $@
+
+docs: export NO_MKDOCS_2_WARNING = 1
+docs: $(VENV)/.docs-installed
+	$(PY) -m mkdocs build --strict --site-dir site
+
 # The newest versions pyproject.toml allows, as a user's `pip install -e ".[dev]"` gets them: a fresh
 # venv, only torch held (.ci/hold-torch.txt), not constraints.txt. .ci/versions.py prints every package
 # that differs from constraints.txt, asserts torchattacks < 3.4 and requests >= 2.32, and prints the
@@ -44,4 +57,4 @@ test-latest:
 	$(LATEST)/bin/python -m pytest -q $(LATEST_TESTS) || { $(LATEST)/bin/python .ci/versions.py; exit 1; }
 
 clean:
-	rm -rf $(VENV) $(LATEST) .pytest_cache results
+	rm -rf $(VENV) $(LATEST) .pytest_cache results site
