@@ -36,7 +36,7 @@ GRAPH_CHOICES = ("auto", True, False)
 
 
 def check_compile(value):
-    """`compile` is "auto" (on for CUDA, off for CPUs), true or false."""
+    """`compile` is "auto" (off: CUDA graphs are the CUDA fast path), true or false."""
     if isinstance(value, bool) or value == "auto":
         return value
     raise ValueError(f"compile={value!r}: expected one of 'auto', true, false")
