@@ -67,8 +67,8 @@ def parser():
                    help="GPUs each trial holds; a fraction lets several small nets share one GPU (default 0)")
     g.add_argument("--trials-per-gpu", type=trials_per_gpu, default=1, metavar="K",
                    help="pack up to K trials into one process per device (CPU: one after another, the same code); "
-                        "each Tune trial is then a pack holding --gpus-per-trial (1 by default on GPUs) and "
-                        "--cpus-per-trial, refilled as members finish; auto = the best K measured for this "
+                        "each Tune trial is then a pack holding --gpus-per-trial (give 1 on GPUs: a whole GPU per "
+                        "pack) and --cpus-per-trial, refilled as members finish; auto = the best K measured for this "
                         "device in measured_throughput.json (1 where none was). Default 1: one trial per Tune trial")
     g.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as resources allow)")
     g.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")

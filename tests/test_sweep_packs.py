@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from test_sweep_ray import kill_driver_when, rows
@@ -82,3 +83,14 @@ def test_packed_sweep_records_everything_once_and_resumes_after_a_kill(ray_sessi
     capsys.readouterr()
     assert sweep_cli.main(argv) == 0  # relaunching reuses every stored trial
     assert f"{TRIALS} trials: {TRIALS} already finished, 0 to run" in capsys.readouterr().out
+
+
+def test_trials_per_gpu_refuses_what_is_not_a_count_and_auto_is_one_on_a_cpu(capsys):
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit) as exit:
+            sweep_cli.parser().parse_args(["--grid", "demo", "--trials-per-gpu", bad])
+        assert exit.value.code == 2 and f"{bad!r}: a whole number >= 1, or auto" in capsys.readouterr().err
+    args = sweep_cli.parser().parse_args(["--grid", "demo", "--trials-per-gpu", "auto"])
+    from layerlth.sweep.runner import resolve_trials_per_gpu
+
+    assert resolve_trials_per_gpu(args, []) == 1  # nothing measured packs on this machine's kind
