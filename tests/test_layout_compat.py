@@ -15,7 +15,7 @@ OLD = Path(__file__).parent / "data" / "layout-2026-12-04"
 
 def old_config(tmp_path):
     record = json.loads((OLD / "result.json").read_text())
-    values = {k: record[k] for k in TrialConfig.__dataclass_fields__} | {"dense_dir": str(tmp_path / "dense"),
+    values = {k: v for k, v in record.items() if k in TrialConfig.__dataclass_fields__} | {"dense_dir": str(tmp_path / "dense"),
                                                                           "device": "cpu"}
     return record, TrialConfig.from_dict(values)
 

@@ -12,11 +12,12 @@ config = TrialConfig(kind="at_init", arch="cifar_resnet14", dataset="digits", cr
 saved = {}
 def keep(state):
     if state.metrics and state.epoch == 1:
-        saved["state"] = checkpoint_state(state, config, [0])
+        saved["state"] = io.BytesIO()  # written now: the history list goes on growing
+        torch.save(checkpoint_state(state, config, [0]), saved["state"])
     if state.metrics and state.epoch == 2:
         saved["weights"] = ticket_weights(state, config)
 row = run_trial(config, callbacks=[keep])
-torch.save(saved["state"], out / "state.pt")
+(out / "state.pt").write_bytes(saved["state"].getvalue())
 (out / "weights.pt").write_bytes(saved["weights"])
 (out / "result.json").write_text(json.dumps(json.loads(json.dumps(row, default=str)), indent=2))
 print(config.hash(), row["removed"], row["final_test_acc"])
