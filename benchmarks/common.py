@@ -20,10 +20,10 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout without install
 
 import torch  # noqa: E402
 
-from layerlth import fastpath  # noqa: E402
-from layerlth.recipes import get_recipe  # noqa: E402
+from layerlth.foundations.recipes import get_recipe  # noqa: E402
 from layerlth.sweep.estimate import cpu_model  # noqa: E402
-from layerlth.train import train  # noqa: E402
+from layerlth.training import fastpath  # noqa: E402
+from layerlth.training.loop import train  # noqa: E402
 
 
 def alternate(variants, repeats):
@@ -50,7 +50,7 @@ def summary(values, digits=2):
 
 def layerlth_steps(model, data, steps, fast, batch=128, prepare=None):
     """A variant: `steps` training steps of a copy of `model` through layerlth's own loop
-    (`layerlth.train.train`, one short epoch), timed by the loop itself (evaluation excluded).
+    (`layerlth.training.loop.train`, one short epoch), timed by the loop itself (evaluation excluded).
     `prepare` wraps the copy (e.g. torch.compile)."""
     model = copy.deepcopy(model)
     if prepare:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import common
 
-from layerlth.config import TrialConfig
-from layerlth.depth_search import Search, outcome, run_search
-from layerlth.early_stop import agreement
-from layerlth.storage import Storage
+from layerlth.foundations.config import TrialConfig
+from layerlth.foundations.storage import Storage
+from layerlth.search.core import Search, outcome, run_search
+from layerlth.search.early import agreement
 from layerlth.sweep.local_search import stored, trainer
 from layerlth.sweep.store import SweepStore
 
@@ -105,7 +105,7 @@ def main():
         print(f"early stopping at rungs {[round(r, 2) for r in rungs]} of training, margin 2 points, on the grid's "
               f"curves: {agree['agree']:.0%} of {agree['tickets']} tickets get the final per-seed verdict; "
               f"it stops {agree['stopped']}, of which {agree['stopped_that_lost']} lose at the end")
-    from layerlth.analysis.depth_plot import depth_figure
+    from layerlth.search.plot import depth_figure
 
     depth_figure([looked_up], {looked_up["search"]: grid_diffs}).savefig(args.figure)
     print(f"figure: {args.figure}")

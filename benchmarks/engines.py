@@ -23,9 +23,10 @@ import common
 import throughput
 import torch
 
-from layerlth import build_for_images, fastpath
-from layerlth.recipes import get_recipe
-from layerlth.train import compile_for_training, train
+from layerlth import build_for_images
+from layerlth.foundations.recipes import get_recipe
+from layerlth.training import fastpath
+from layerlth.training.loop import compile_for_training, train
 
 BATCH = 128
 ENGINES = ("eager", "graph", "compiled")

@@ -24,9 +24,10 @@ import common
 import torch
 import torch.multiprocessing as mp
 
-from layerlth import build_for_images, fastpath
+from layerlth import build_for_images
 from layerlth.data import load_dataset
-from layerlth.recipes import get_recipe
+from layerlth.foundations.recipes import get_recipe
+from layerlth.training import fastpath
 
 BATCH = 128
 

@@ -26,8 +26,8 @@ import torch
 from layerlth import TrialConfig, run_trial
 from layerlth.data import load_dataset
 from layerlth.models import select_lowest
-from layerlth.tickets import removal_rule, score_and_remove
-from layerlth.trial import initial_dense
+from layerlth.tickets.procedures import removal_rule, score_and_remove
+from layerlth.tickets.trial import initial_dense
 
 CHOICES = {"resnet32": [3, 5], "resnet56": [5, 12]}
 CRITERIA = ("grasp", "snip")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Trials per hour when k trials train as one pack (`layerlth.pack`: one process, one device).
+"""Trials per hour when k trials train as one pack (`layerlth.training.pack`: one process, one device).
 
   python benchmarks/packs.py --quick     # resnet32, k = 1, 2, 4
   python benchmarks/packs.py             # resnet32, k = 1, 2, 4, 8, 16
@@ -23,10 +23,11 @@ import statistics
 import common
 import torch
 
-from layerlth import build_for_images, fastpath
-from layerlth.pack import Pack
-from layerlth.recipes import get_recipe
-from layerlth.train import Run
+from layerlth import build_for_images
+from layerlth.foundations.recipes import get_recipe
+from layerlth.training import fastpath
+from layerlth.training.loop import Run
+from layerlth.training.pack import Pack
 
 BATCH = 128
 HEADERS = ["arch", "k", "aggregate img/s", "img/s per member", "vs one per GPU", "trials/hour", "peak memory MiB"]

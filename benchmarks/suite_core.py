@@ -30,7 +30,9 @@ class Skipped(Exception):
 
 def write_atomic(path, text):
     """`text` into `path` through layerlth's atomic writer: never a half-written summary."""
-    from layerlth.checkpoints import write_atomic as write  # after `import common` put layerlth on the path
+    from layerlth.foundations.atomic import (
+        write_atomic as write,  # after `import common` put layerlth on the path
+    )
 
     write(path, lambda handle: handle.write(text.encode()))
 

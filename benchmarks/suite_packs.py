@@ -50,7 +50,7 @@ def stage_packing(suite, found):
     import packs
 
     from layerlth.data import load_dataset
-    from layerlth.recipes import get_recipe
+    from layerlth.foundations.recipes import get_recipe
 
     dry, dev = suite.args.dry, device(suite)
     data, arch, ks, epochs = load_dataset(suite.args.data), "resnet32", PACK_KS, 3
@@ -65,6 +65,25 @@ def stage_packing(suite, found):
         found["rows"].append(measured["row"])
         suite.write()
     return "ok"
+
+
+def targets(stages, paper_hours):
+    """The issue's targets against what this run measured: [(target, measured, goal, met or None)]."""
+    engines = stages["engines"].get("result", {}).get("archs", {})
+    rows = []
+    for arch in ("resnet32", "resnet56"):
+        variants = engines.get(arch, {})
+        graph, plain = variants.get("graph"), variants.get("plain 8w")
+        ratio = graph["images_per_second"] / plain["images_per_second"] if graph and plain else None
+        rows.append([f"one {arch} trial / plain loop, 8 workers", ratio, 3.0])
+    runs = {r["k"]: r for r in stages["packing"].get("result", {}).get("archs", {}).get("resnet32", {}).get("runs", [])}
+    plain = engines.get("resnet32", {}).get("plain 8w")
+    pack = runs[8]["aggregate_images_per_second"] / plain["images_per_second"] if 8 in runs and plain else None
+    rows.append(["pack of 8 resnet32 trials / plain loop, 8 workers", pack, 8.0])
+    rows.append(["paper grid, GPU-hours packed (at most)", paper_hours, 5.0])
+    return [[name, None if value is None else round(value, 2), goal,
+             None if value is None else (value <= goal if "at most" in name else value >= goal)]
+            for name, value, goal in rows]
 
 
 def default_rates(stages):
@@ -99,9 +118,9 @@ def best_packing(packing_result):
 
 
 def stage_record(suite, found):
-    from layerlth import fastpath
     from layerlth.sweep import estimate
     from layerlth.sweep.grid import expand, load_grid
+    from layerlth.training import fastpath
 
     stages = suite.summary["stages"]
     images_per_second = default_rates(stages)
@@ -124,6 +143,7 @@ def stage_record(suite, found):
     (suite.out / f"{name}-dry-run.txt").write_text(
         f"sweeps/run.py --grid {suite.args.grid} --dry-run, priced with {path.name} of this run\n{table}\n")
     hours, packed = estimate.sweep_hours(entries, kind, path=path)
+    found["targets"] = targets(stages, packed if suite.args.grid == "paper" else None)
     found["grid"] = {"grid": suite.args.grid, "trials": len(entries), "file": f"{name}-dry-run.txt",
                      "hours_one_at_a_time": round(hours, 2), "hours_packed": round(packed, 2),
                      "lines": [line.strip() for line in table.splitlines()[-4:] if line.startswith("  ")]}

@@ -68,6 +68,10 @@ def section_record(r):
         g = r["grid"]
         lines += ["", f"`sweeps/run.py --grid {g['grid']} --dry-run` on this device ({g['trials']} trials; "
                       f"the whole table in {g['file']}):", "", *[f"    {line}" for line in g["lines"]]]
+    if r.get("targets"):
+        lines += ["", table(["target", "measured", "goal", "met"],
+                            [[n, "not measured" if v is None else v, g, "" if m is None else ("yes" if m else "no")]
+                             for n, v, g, m in r["targets"]])]
     return lines
 
 

@@ -44,7 +44,7 @@ def toy_batch(*modules):
 def stage_tests(suite, found):
     found["pytest"] = run_pytest(suite, timeout=max(10.0, 0.7 * suite.stage_left()))
     suite.write()
-    from layerlth.trial import run_trial
+    from layerlth.tickets.trial import run_trial
 
     dry = suite.args.dry
     base = dict(arch="resnet20", recipe="he2016", emissions=False, dense_dir=str(suite.tmp / "dense"),
@@ -165,8 +165,8 @@ def fewer_steps(suite, steps, seconds, units_left, low):
 def stage_speedup(suite, found):
     import ticket_speedup
 
-    from layerlth import fastpath
     from layerlth.data import load_dataset
+    from layerlth.training import fastpath
 
     dry, dev = suite.args.dry, device(suite)
     table = {"resnet20": [1]} if dry else dict(sorted(ticket_speedup.TABLE4.items(), reverse=True))  # resnet56 first

@@ -32,7 +32,7 @@ import yaml
 
 from layerlth.sweep.runner import driver_environment
 from layerlth.sweep.store import SweepStore
-from layerlth.verdict import is_dense
+from layerlth.tickets.verdict import is_dense
 
 CONCURRENCY = 2
 VARIANTS = ["fresh workers", "as shipped", "no W&B", "no W&B, no emissions", "+ final checkpoint"]

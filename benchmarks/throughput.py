@@ -10,8 +10,8 @@ same optimizer (the paper recipe's SGD, batch 128), with the same augmentation (
 horizontal flip, per-channel normalisation):
   plain     a torch DataLoader (2 workers, as in PyTorch's CIFAR tutorial) over PIL images with
             torchvision transforms, one step per batch;
-  layerlth  layerlth.train.train on device-resident uint8 data, batches made by tensor ops.
-layerlth runs in fp32, on its default fast path for this device (layerlth.fastpath: channels_last
+  layerlth  layerlth.training.loop.train on device-resident uint8 data, batches made by tensor ops.
+layerlth runs in fp32, on its default fast path for this device (layerlth.training.fastpath: channels_last
 and/or bf16 autocast where they pay) and with bf16 autocast + channels_last forced on; with --compile,
 also its default path through torch.compile (inductor). Only training steps are timed; every variant
 is warmed up first (compilation included). The table gives images/s and, per repetition, the ratio to the plain
@@ -27,12 +27,13 @@ import common
 import torch
 import torch.nn.functional as F
 
-from layerlth import build_for_images, fastpath
-from layerlth._torchvision import torchvision
+from layerlth import build_for_images
 from layerlth.data import load_dataset
-from layerlth.recipes import get_recipe
+from layerlth.foundations._torchvision import torchvision
+from layerlth.foundations.recipes import get_recipe
 from layerlth.sweep import estimate
-from layerlth.train import autocast
+from layerlth.training import fastpath
+from layerlth.training.loop import autocast
 
 BATCH = 128
 
@@ -146,7 +147,7 @@ def main(argv=None):
         recorded[arch] = round(statistics.median(rates["layerlth fast"]), 1)
         rows.append(row(arch, rates, args.compile))
         print(f"  {arch} done", flush=True)
-    print(f"\ndefault = this device's fast path ({fast.precision} + {fast.memory_format}, layerlth.fastpath); "
+    print(f"\ndefault = this device's fast path ({fast.precision} + {fast.memory_format}, layerlth.training.fastpath); "
           f"bf16+CL = bf16 autocast + channels_last forced on; compiled = default under torch.compile; "
           f"ratios to the plain fp32 loop: median (min-max) over {repeats} repetitions\n")
     print(common.table(headers(args.compile), rows))

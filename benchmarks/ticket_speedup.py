@@ -19,8 +19,10 @@ import statistics
 import common
 import torch
 
-from layerlth import TrialConfig, build_for_images, count_macs, fastpath, tickets
+from layerlth import TrialConfig, build_for_images, count_macs
 from layerlth.data import load_dataset
+from layerlth.tickets import procedures as tickets
+from layerlth.training import fastpath
 
 BATCH = 128
 TABLE4 = {"resnet32": [1, 3, 4, 5], "resnet56": [3, 4, 5, 12]}

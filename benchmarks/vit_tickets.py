@@ -20,7 +20,7 @@ import time
 import common
 
 from layerlth import TrialConfig, run_trial
-from layerlth.verdict import format_verdicts, verdicts
+from layerlth.tickets.verdict import format_verdicts, verdicts
 
 WAYS = [dict(kind="dense")] + [dict(criterion=c, p=p) for c in ("grasp", "snip") for p in (2, 4)]
 SEEDS = (0, 1, 2)

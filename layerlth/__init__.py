@@ -1,8 +1,8 @@
 """layerlth: layer-pruning lottery tickets — find removable residual blocks at initialisation."""
 
-from layerlth.config import TrialConfig
 from layerlth.criteria import CRITERIA, score_blocks
-from layerlth.measure import count_macs, count_params
+from layerlth.foundations.config import TrialConfig
+from layerlth.measure.costs import count_macs, count_params
 from layerlth.models import (
     RemovalRule,
     build_for_images,
@@ -12,7 +12,7 @@ from layerlth.models import (
     removable_blocks,
     remove_blocks,
 )
-from layerlth.trial import run_trial
+from layerlth.tickets.trial import run_trial
 
 __version__ = "0.1.0"
 __all__ = [

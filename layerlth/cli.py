@@ -9,13 +9,14 @@ from dataclasses import replace
 from layerlth.analysis.report import DESCRIPTION as REPORT_HELP
 from layerlth.analysis.report import add_arguments as add_report_arguments
 from layerlth.analysis.report import run as run_report
-from layerlth.config import TrialConfig, add_arguments, from_arguments
 from layerlth.criteria import check_criterion
 from layerlth.data import image_shape, load_dataset
-from layerlth.measure import count_macs, count_params
+from layerlth.foundations.config import TrialConfig, add_arguments, from_arguments
+from layerlth.measure.costs import count_macs, count_params
 from layerlth.models import ARCH_HELP, build_for_images, describe_blocks, max_removable, remove_blocks
-from layerlth.tickets import removal_rule, score_and_remove
-from layerlth.trial import run_trial, validate
+from layerlth.tickets.procedures import removal_rule, score_and_remove
+from layerlth.tickets.trial import run_trial
+from layerlth.tickets.validate import validate
 
 
 def inspect(args):
@@ -97,8 +98,8 @@ def ticket(args):
 
 
 def verdict(args):
-    from layerlth.results import load_rows
-    from layerlth.verdict import format_verdicts, verdicts
+    from layerlth.analysis.results import load_rows
+    from layerlth.tickets.verdict import format_verdicts, verdicts
 
     table = verdicts(load_rows(args.results))
     if not table:
@@ -114,11 +115,11 @@ def search(args):
     """A grid's depth searches in this process, one trial after the other (no Ray)."""
     from pathlib import Path
 
-    from layerlth.storage import Storage
-    from layerlth.sweep.driver_lock import DriverLock
+    from layerlth.foundations.storage import Storage
+    from layerlth.search.specs import searches
     from layerlth.sweep.grid import load_grid
+    from layerlth.sweep.lease.local import DriverLock
     from layerlth.sweep.local_search import run_searches
-    from layerlth.sweep.search_specs import searches
 
     grid = load_grid(args.grid)
     found = searches(grid)
@@ -130,7 +131,7 @@ def search(args):
 
 
 def demo(args):
-    from layerlth.demo import main
+    from layerlth.tickets.demo import main
 
     main(epochs=args.epochs)
 

@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
 from layerlth.data import DatasetUnavailable  # noqa: E402
-from layerlth.sweep.driver_lock import SweepBusy  # noqa: E402
 from layerlth.sweep.grid import GridError  # noqa: E402
+from layerlth.sweep.lease.local import SweepBusy  # noqa: E402
 from layerlth.sweep.runner import DEFAULT_STORAGE, run  # noqa: E402
 from layerlth.sweep.store import StoreFailed  # noqa: E402
 from layerlth.sweep.tracking import MODES  # noqa: E402

@@ -12,7 +12,7 @@ from layerlth.analysis import report, wandb_report
 from layerlth.analysis.paper import PAPER, load_reference
 from layerlth.analysis.rows import read_rows
 from layerlth.analysis.tables import table2, table5
-from layerlth.config import TrialConfig
+from layerlth.foundations.config import TrialConfig
 from layerlth.sweep.store import SweepStore
 
 SETTING = "resnet20 digits, he2016 recipe, 2 epochs"

@@ -6,11 +6,11 @@ import io
 import pytest
 import torch
 
-from layerlth.config import TrialConfig
+from layerlth.foundations.config import TrialConfig
 from layerlth.sweep.late_similarity import fill_similarity
 from layerlth.sweep.store import SweepStore
-from layerlth.sweep.trial_state import checkpoint_state, load_state, ticket_weights
-from layerlth.trial import run_trial
+from layerlth.tickets.trial import run_trial
+from layerlth.training.checkpoints import checkpoint_state, load_state, ticket_weights
 
 TICKET = dict(kind="at_init", criterion="grasp", p=1, dataset="digits", arch="resnet20", recipe="he2016",
               train_subset=128, score_batches=1, device="cpu")
@@ -82,7 +82,7 @@ def test_ticket_weights_of_another_arch_are_refused(tmp_path):
 
     run_trial(config, callbacks=[keep])
     other = TrialConfig(**{**TICKET, "arch": "resnet32"})
-    from layerlth.sweep.trial_state import UnsafeCheckpoint
+    from layerlth.training.checkpoints import UnsafeCheckpoint
 
     with pytest.raises(UnsafeCheckpoint, match="not of the trial's 'resnet32'"):
         load_state("weights.pt", other, io.BytesIO(saved["bytes"]))

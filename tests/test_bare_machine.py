@@ -12,7 +12,7 @@ HIDDEN = ("ray", "wandb", "codecarbon", "torchattacks")
 SCRIPT = blocker(HIDDEN) + f"""
 import sys
 import layerlth
-from layerlth.trial import run_trial
+from layerlth.tickets.trial import run_trial
 row = run_trial(dict(dataset="digits", arch="resnet20", kind="at_init", criterion="grasp", p=1, epochs=1,
                      train_subset=64, score_batches=1, emissions=False, device="cpu", dense_dir=sys.argv[1]))
 print(row["status"], row["emissions_method"], sorted(m for m in sys.modules if m.split(".")[0] in {HIDDEN!r}))

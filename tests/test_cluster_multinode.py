@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
-from layerlth.storage import Storage
 from s3_server import free_port, s3_server
+
+from layerlth.foundations.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")

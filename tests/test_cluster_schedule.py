@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from layerlth.config import TrialConfig
-from layerlth.dense_runs import DenseRun
+from layerlth.foundations.config import TrialConfig
+from layerlth.foundations.recipes import training_recipe
 from layerlth.sweep.grid import expand, load_grid
 from layerlth.sweep.jobs import flops_duration, jobs, schedule_table, simulate
-from layerlth.recipes import training_recipe
+from layerlth.tickets.dense_runs import DenseRun
 
 BASE = dict(dataset="digits", arch="resnet20", recipe="he2016", epochs=4, score_batches=1, emissions=False)
 
@@ -92,7 +92,7 @@ def test_bad_slots_is_an_early_error():
 def test_searcher_releases_a_ticket_when_its_dense_run_is_stored(tmp_path):
     from ray.tune.search import Searcher
 
-    from layerlth.sweep.dense_gate import DenseRunGate
+    from layerlth.sweep.tune.dense_gate import DenseRunGate
 
     job_list = jobs(entries(str(tmp_path / "dense")))
     gate = DenseRunGate(job_list, [{"label": j.label} for j in job_list])
@@ -122,7 +122,7 @@ def test_searcher_releases_a_ticket_when_its_dense_run_is_stored(tmp_path):
 def test_searcher_drops_tickets_whose_dense_trial_errored(tmp_path):
     from ray.tune.search import Searcher
 
-    from layerlth.sweep.dense_gate import DenseRunGate
+    from layerlth.sweep.tune.dense_gate import DenseRunGate
 
     job_list = jobs(entries(str(tmp_path / "dense")))[:2]
     gate = DenseRunGate(job_list, [{"label": j.label} for j in job_list])

@@ -6,13 +6,13 @@ import pickle
 
 import pandas as pd
 import pytest
-
-from layerlth.config import TrialConfig
-from layerlth.dense_runs import DenseRun
-from layerlth.storage import Storage
-from layerlth.sweep.store import SweepStore
-from layerlth.trial import run_trial
 from s3_server import s3_server
+
+from layerlth.foundations.config import TrialConfig
+from layerlth.foundations.storage import Storage
+from layerlth.sweep.store import SweepStore
+from layerlth.tickets.dense_runs import DenseRun
+from layerlth.tickets.trial import run_trial
 
 
 @pytest.fixture(scope="module")

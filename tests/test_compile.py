@@ -14,15 +14,15 @@ import io
 import pytest
 import torch
 
-import layerlth.train as train_module
-from layerlth import fastpath
-from layerlth.config import TrialConfig, add_arguments, from_arguments
+import layerlth.training.loop as train_module
 from layerlth.data import load_dataset
-from layerlth.dense_runs import DenseRun
+from layerlth.foundations.config import TrialConfig, add_arguments, from_arguments
+from layerlth.foundations.recipes import get_recipe
 from layerlth.models import build_for_images
-from layerlth.recipes import get_recipe
-from layerlth.sweep.trial_state import checkpoint_state, load_state, ticket_weights
-from layerlth.trial import run_trial
+from layerlth.tickets.dense_runs import DenseRun
+from layerlth.tickets.trial import run_trial
+from layerlth.training import fastpath
+from layerlth.training.checkpoints import checkpoint_state, load_state, ticket_weights
 
 # small enough that compiling, not training, is the cost; the paper recipe's lr 0.01 (he2016's 0.1
 # turns float-rounding differences of a few steps into percent-level loss differences)

@@ -17,11 +17,11 @@ from layerlth import TrialConfig, build_model, run_trial, score_blocks
 from layerlth.criteria import CRITERIA
 from layerlth.data import Batches, load_dataset
 from layerlth.data.batches import random_crop, random_flip
-from layerlth.fastpath import choose
-from layerlth.recipes import get_recipe
-from layerlth.similarity import representation_cka
-from layerlth.sweep.trial_state import checkpoint_state, load_state
-from layerlth.train import autocast, evaluate, train
+from layerlth.foundations.recipes import get_recipe
+from layerlth.tickets.similarity import representation_cka
+from layerlth.training.checkpoints import checkpoint_state, load_state
+from layerlth.training.fastpath import choose
+from layerlth.training.loop import autocast, evaluate, train
 
 pytestmark = [
     pytest.mark.cuda,
@@ -172,7 +172,7 @@ def test_cka_of_two_cuda_models_is_that_on_the_cpu(cifar, full_fp32):
 
 def test_fgsm_and_pgd_attack_a_cuda_model(cifar):
     pytest.importorskip("torchattacks", reason="torchattacks is not installed here: FGSM and PGD need it")
-    from layerlth.robustness.attacks import AttackSettings, adversarial_accuracy
+    from layerlth.measure.robustness.attacks import AttackSettings, adversarial_accuracy
 
     data = cifar.to(CUDA)
     torch.manual_seed(0)

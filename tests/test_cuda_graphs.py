@@ -13,12 +13,12 @@ import torch
 
 from layerlth import run_trial
 from layerlth.data import load_dataset
-from layerlth.fastpath import choose
-from layerlth.pack import Pack, Works
-from layerlth.recipes import get_recipe
-from layerlth.sweep.trial_state import checkpoint_state, load_state
-from layerlth.train import Run, train
-from layerlth.trial import trial_work
+from layerlth.foundations.recipes import get_recipe
+from layerlth.tickets.trial import trial_work
+from layerlth.training.checkpoints import checkpoint_state, load_state
+from layerlth.training.fastpath import choose
+from layerlth.training.loop import Run, train
+from layerlth.training.pack import Pack, Works
 
 pytestmark = [
     pytest.mark.cuda,
@@ -121,3 +121,23 @@ def test_each_member_of_a_cuda_pack_has_its_own_peak_memory(cifar_subset, tmp_pa
         weights = row["params"] * 4
         assert 3 * weights < row["memory_bytes"] < torch.cuda.get_device_properties(0).total_memory
     assert rows["resnet56 p=4"]["memory_bytes"] > rows["resnet20"]["memory_bytes"]  # a deeper net's activations
+
+
+def test_a_capture_that_fails_leaves_the_run_training_eagerly(cifar):
+    class Syncing(torch.nn.Module):  # .item() syncs the device: a CUDA graph cannot hold it
+        def __init__(self):
+            super().__init__()
+            self.net = net(0)
+
+        def forward(self, x):
+            if float(x.abs().sum().item()) < 0:
+                x = -x
+            return self.net(x)
+
+    model = Syncing().to(CUDA)
+    run = Run(model, cifar, RECIPE, channels_last=True, graph=True)
+    run.begin()
+    while run.step():
+        pass
+    assert not run.graphed and "capture failed" in run.stepper.fallback
+    assert len(run.history) == 2 and run.history[-1]["train_loss"] > 0

@@ -36,7 +36,7 @@ def test_unknown_and_missing_datasets_say_what_is_allowed(tmp_path):
 
 
 def test_cifar_download_failure_says_how_to_get_it(tmp_path, monkeypatch):
-    from layerlth._torchvision import torchvision
+    from layerlth.foundations._torchvision import torchvision
 
     def offline(*args, **kwargs):
         raise OSError("no network")

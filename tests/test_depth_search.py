@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from layerlth.config import TrialConfig
-from layerlth.depth_search import Search, bounds, next_points, replay, summary
+from layerlth.foundations.config import TrialConfig
+from layerlth.search.core import Search, bounds, next_points, replay, summary
+from layerlth.search.report import points_visited, price
+from layerlth.search.specs import searches
 from layerlth.sweep.grid import GridError
-from layerlth.sweep.search_report import price, points_visited
-from layerlth.sweep.search_specs import searches
 
 BASE = TrialConfig(kind="at_init", arch="resnet32", dataset="digits", criterion="grasp", epochs=2)
 
@@ -170,8 +170,8 @@ def test_search_without_ray_relaunched_looks_up_every_trial(tmp_path, capsys):
 # --- early stopping of losing tickets ---------------------------------------------------------------
 
 def test_early_stopping_stops_a_trailing_ticket_with_its_evidence(tmp_path):
-    from layerlth.dense_runs import DenseRun
-    from layerlth.trial import run_trial
+    from layerlth.tickets.dense_runs import DenseRun
+    from layerlth.tickets.trial import run_trial
 
     common = dict(dataset="digits", arch="resnet20", recipe="he2016", epochs=4, train_subset=256, score_batches=1,
                   emissions=False, device="cpu", dense_dir=str(tmp_path / "dense"))
@@ -194,7 +194,7 @@ def test_early_stopping_stops_a_trailing_ticket_with_its_evidence(tmp_path):
 
 
 def test_early_verdict_agreement_on_full_curves():
-    from layerlth.early_stop import agreement
+    from layerlth.search.early import agreement
 
     def row(kind, p, seed, curve):
         return {"status": "finished", "kind": kind, "p": p, "seed": seed, "arch": "resnet20", "final_test_acc": curve[-1],

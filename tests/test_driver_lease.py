@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from s3_server import s3_server
 
 import layerlth.sweep.runner as runner
-from layerlth.storage import Storage
-from layerlth.sweep.driver_lease import LEASE, DriverLease, LeaseLost
-from layerlth.sweep.driver_lock import SweepBusy
-from layerlth.sweep.lease_object import S3Object
-from s3_server import s3_server
+from layerlth.foundations.storage import Storage
+from layerlth.sweep.lease.driver import LEASE, DriverLease, LeaseLost
+from layerlth.sweep.lease.local import SweepBusy
+from layerlth.sweep.lease.objects import S3Object
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sweeps"))
@@ -50,8 +50,8 @@ def never_lost():
 def test_second_driver_on_an_s3_sweep_exits_naming_the_holder(sweep, s3_env, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(runner, "start_ray", lambda args: pytest.fail("Ray started for a held sweep"))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from layerlth.storage import Storage; "
-         "from layerlth.sweep.driver_lease import DriverLease; "
+        [sys.executable, "-c", "import sys, time; from layerlth.foundations.storage import Storage; "
+         "from layerlth.sweep.lease.driver import DriverLease; "
          "DriverLease(Storage(sys.argv[1]), heartbeat=0.2).__enter__(); print('held', flush=True); time.sleep(60)",
          sweep.location], stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **s3_env})
     try:

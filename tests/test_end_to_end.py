@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-import layerlth.trial
+import layerlth.tickets.trial
 from layerlth import run_trial
 
 pytestmark = pytest.mark.slow
@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 
 def test_algorithm1_on_cifar_subset_shares_one_dense_training(cifar_subset, monkeypatch):
     trainings = []
-    real = layerlth.trial.train
-    monkeypatch.setattr(layerlth.trial, "train", lambda *a, **k: trainings.append(1) or real(*a, **k))
+    real = layerlth.tickets.trial.train
+    monkeypatch.setattr(layerlth.tickets.trial, "train", lambda *a, **k: trainings.append(1) or real(*a, **k))
     base = dict(kind="after_training", arch="resnet20", dataset=cifar_subset, recipe="he2016", epochs=4,
                 train_subset=2048, p=2, score_batches=4, emissions=False)
     started = time.perf_counter()

@@ -9,12 +9,19 @@ import torch
 import torch.nn.functional as F
 
 from layerlth import TrialConfig, cli
-from layerlth.arch_names import check_arch
 from layerlth.criteria import check_applicable, score_blocks
-from layerlth.measure import count_macs, count_params
-from layerlth.models import build_model, checked_network, describe_blocks, max_removable, remove_blocks, select_lowest
+from layerlth.foundations.arch_names import check_arch
+from layerlth.measure.costs import count_macs, count_params
+from layerlth.models import (
+    build_model,
+    checked_network,
+    describe_blocks,
+    max_removable,
+    remove_blocks,
+    select_lowest,
+)
 from layerlth.models.blocks import PHYSICAL_ONLY
-from layerlth.trial import validate
+from layerlth.tickets.validate import validate
 
 # family: (residual blocks, physically removable, removable under the default rule (flagged),
 # at most removable under the default rule); README's family table shows the same counts
@@ -203,7 +210,7 @@ def test_register_block_refuses_what_it_cannot_use():
 
 
 def test_a_planted_checkpoint_naming_another_callable_is_not_imported(tmp_path, monkeypatch):
-    from layerlth.sweep.trial_state import UnsafeCheckpoint, load_state
+    from layerlth.training.checkpoints import UnsafeCheckpoint, load_state
 
     mark = tmp_path / "imported"
     monkeypatch.setenv("LAYERLTH_PLANTED_MARK", str(mark))

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-import layerlth.fastpath as fastpath
+import layerlth.training.fastpath as fastpath
 from layerlth import build_model, run_trial
 from layerlth.data import synthetic
-from layerlth.recipes import get_recipe
-from layerlth.train import train
+from layerlth.foundations.recipes import get_recipe
+from layerlth.training.loop import train
 
 TINY = dict(arch="resnet20", dataset="synthetic", recipe="he2016", epochs=1, batch_size=64, train_subset=128,
             emissions=False)
@@ -76,3 +76,25 @@ def test_the_row_records_precision_and_memory_format(monkeypatch, pays, asked, e
     monkeypatch.setattr(fastpath, "cpu_channels_last_pays", lambda: pays)
     row = run_trial(dict(TINY, device="cpu", amp=asked, channels_last=asked))
     assert (row["precision"], row["memory_format"]) == expected
+
+
+def test_graph_option_values_device_and_hash():
+    """`graph`: auto/true/false; true needs CUDA and is refused with compile=true, before any work;
+    like compile, it changes neither the trial hash nor the dense key."""
+    from layerlth import TrialConfig, run_trial
+    from layerlth.training.fastpath import check_graph, graphed
+
+    assert graphed("cpu") is False and graphed("cuda") is True and graphed("cuda", "auto", True) is False
+    assert graphed("cuda", False) is False
+    with pytest.raises(ValueError, match="graph=true needs a CUDA device"):
+        graphed("cpu", True)
+    with pytest.raises(ValueError, match=r"graph='yes': expected one of 'auto', true, false"):
+        check_graph("yes")
+    with pytest.raises(ValueError, match="graph=true and compile=true"):
+        run_trial(TrialConfig(dataset="digits", graph=True, compile=True))
+    with pytest.raises(ValueError, match="graph=true needs a CUDA device, but device='cpu'"):
+        run_trial(TrialConfig(dataset="digits", graph=True, device="cpu"))
+    pinned = dict(kind="after_training", arch="resnet32", dataset="cifar10", criterion="kl", p=1, rewind=25)
+    for value in ("auto", True, False):
+        config = TrialConfig(**pinned, graph=value)
+        assert (config.hash(), config.dense_key()) == ("7df2be83b7d9", "1ed809d3c02b")

@@ -1,10 +1,9 @@
 """Hostile and clumsy input, without Ray: bad grid values and .npz files are named before Ray starts,
-checkpoints cannot run code, damaged records and dense runs are redone, one driver per sweep."""
+one driver per sweep, a full disk stops the sweep cleanly (checkpoints, records and dense runs read
+back from storage: test_stored_files.py)."""
 
 import errno
-import io
 import json
-import logging
 import os
 import re
 import subprocess
@@ -22,18 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sweeps"))
 import run as sweep_cli  # noqa: E402
 
-import layerlth.checkpoints as checkpoints  # noqa: E402
+import layerlth.foundations.atomic as checkpoints  # noqa: E402
+import layerlth.foundations.storage as storage_module  # noqa: E402
 import layerlth.sweep.runner as runner  # noqa: E402
-import layerlth.storage as storage_module  # noqa: E402
 import layerlth.sweep.store as store_module  # noqa: E402
 from layerlth.data import load_dataset  # noqa: E402
-from layerlth.dense_runs import DenseRun  # noqa: E402
-from layerlth.field_checks import check_values  # noqa: E402
-from layerlth.models import build_model  # noqa: E402
-from layerlth.models.filters import remove_filters  # noqa: E402
+from layerlth.foundations.field_checks import check_values  # noqa: E402
 from layerlth.sweep.store import SweepStore  # noqa: E402
-from layerlth.train import EpochState  # noqa: E402
-from layerlth.trial import run_trial  # noqa: E402
 
 
 @pytest.fixture
@@ -152,208 +146,12 @@ def test_good_npz_still_loads(tmp_path):
     assert data.num_classes == 2 and data.image_size == (3, 8, 8) and data.train_y.dtype == torch.int64
 
 
-# --- checkpoints: a state_dict and a plain architecture, never code --------------------------------
-
-class Payload:
-    """Unpickling this calls open(marker, "w"): a stand-in for any command."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def test_planted_pickle_in_a_checkpoint_does_not_run(tmp_path):
-    from ray import tune
-
-    from layerlth.sweep.tune_trial import STATE, UnsafeCheckpoint, load_checkpoint
-
-    marker = tmp_path / "pwned"
-    planted = tmp_path / "checkpoint"
-    planted.mkdir()
-    torch.save({"model": Payload(marker), "epoch": 3}, planted / STATE)
-    torch.load(planted / STATE, weights_only=False)  # the payload is live: a full unpickle runs it
-    assert marker.exists()
-    marker.unlink()
-    with pytest.raises(UnsafeCheckpoint, match=f"checkpoint .*{STATE} is not a layerlth checkpoint"):
-        load_checkpoint(tune.Checkpoint.from_directory(str(planted)), SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits"))
-    assert not marker.exists()
-
-
-def test_planted_pickle_in_the_dense_store_does_not_run(tmp_path):
-    from layerlth.config import TrialConfig
-
-    marker = tmp_path / "pwned"
-    run = DenseRun(TrialConfig(dense_dir=str(tmp_path / "dense")), 8)
-    Path(run.directory).mkdir(parents=True)
-    for epoch in run.saved_epochs:
-        torch.save(build_model("resnet20").state_dict(), run.weights_path(epoch))
-    torch.save({"conv1.weight": Payload(marker)}, run.weights_path(run.epochs))
-    checkpoints.write_json_atomic({"status": "finished"}, run.result_path)
-    assert not run.complete() and not marker.exists()
-    with pytest.raises(Exception, match="Weights only load failed"):
-        run.weights(run.epochs)
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize("kind", ["blocks", "filters"])
-def test_checkpoint_rebuilds_the_tickets_architecture(tmp_path, kind):
-    from layerlth.sweep.tune_trial import checkpoint_state, load_state
-
-    torch.manual_seed(0)
-    dense = build_model("resnet20", num_classes=7, in_channels=1)
-    ticket = (build_model("resnet20", 7, 1, removed=["stage1.block2", "stage3.block3"]) if kind == "blocks"
-              else remove_filters(dense, {"stage1.block1": [0, 5], "stage2.block3": list(range(20))}))
-    optimizer = torch.optim.SGD(ticket.parameters(), lr=0.1, momentum=0.9)
-    ticket(torch.randn(2, 1, 8, 8)).sum().backward()
-    optimizer.step()
-    state = EpochState(4, ticket, optimizer, {"test_acc": 0.5}, [{"epoch": 4, "test_acc": 0.5}],
-                       {"removed": ["stage1.block2"], "scores": {"stage1.block2": 0.25}, "start_epoch": 0})
-    torch.save(checkpoint_state(state, SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits"), [0]), tmp_path / "state.pt")
-    resumed = load_state(tmp_path / "state.pt", SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits"))
-    model = resumed["model"]
-    assert [n for n, _ in model.named_modules()] == [n for n, _ in ticket.named_modules()]
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ticket.state_dict().values()))
-    assert resumed["epoch"] == 4 and resumed["context"]["attempts"] == [0] and resumed["history"][0]["epoch"] == 4
-    torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).load_state_dict(resumed["optimizer"])
-
-
-def test_resume_takes_the_most_trained_checkpoint_left_on_storage(tmp_path, caplog):
-    """A driver killed before Tune's snapshot saw a trial's latest checkpoints: the trial still
-    continues from the most trained one on storage, skipping one a kill cut short."""
-    from ray import tune
-
-    from layerlth.sweep.tune_trial import STATE, checkpoint_state, resume_state
-
-    torch.manual_seed(0)
-    model = build_model("resnet20", num_classes=7, in_channels=1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-
-    def save(folder, epoch):
-        Path(folder).mkdir(parents=True)
-        state = EpochState(epoch, model, optimizer, {}, [], {"start_epoch": 0})
-        config = SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits")
-        torch.save(checkpoint_state(state, config, [0]), Path(folder) / STATE)
-        return folder
-
-    tune_dir = tmp_path / "tune"
-    save(tune_dir / "sweep-1" / "abc" / "checkpoint_000000", 1)
-    save(tune_dir / "sweep-1" / "abc" / "checkpoint_000002", 3)
-    save(tune_dir / "sweep-1" / "other" / "checkpoint_000005", 6)  # another trial's
-    cut = save(tune_dir / "sweep-1" / "abc" / "checkpoint_000003", 4)
-    data = (cut / STATE).read_bytes()
-    (cut / STATE).write_bytes(data[: len(data) // 2])
-    storage = storage_module.Storage(tmp_path)
-    config = SimpleNamespace(arch="resnet20", shortcut="B", dataset="digits")
-    assert resume_state(None, storage, "new", config) is None
-    with caplog.at_level(logging.WARNING, logger="layerlth"):
-        assert resume_state(None, storage, "abc", config)["epoch"] == 3
-    assert "checkpoint_000003" in caplog.text
-    given = tune.Checkpoint.from_directory(str(save(tmp_path / "given", 2)))
-    assert resume_state(given, storage, "abc", config)["epoch"] == 3  # Tune's snapshot knew an older one
-    newer = tune.Checkpoint.from_directory(str(save(tmp_path / "newer", 5)))
-    assert resume_state(newer, storage, "abc", config)["epoch"] == 5
-
-
-# --- the store: a damaged record is named, set aside and rerun -------------------------------------
-
-def test_corrupt_record_is_named_set_aside_and_rerun(tmp_path, caplog):
-    store = SweepStore(tmp_path)
-    store.save({"trial_id": "good", "status": "finished", "final_test_acc": 0.5})
-    bad = Path(store.storage.path(store.result_name("bad")))
-    bad.parent.mkdir(parents=True)
-    bad.write_text('{"trial_id": "bad", "status": "fini')  # cut off mid-write
-    with caplog.at_level(logging.WARNING, logger="layerlth"):
-        assert not store.finished("bad")
-    assert str(bad) in caplog.text and "will run again" in caplog.text
-    assert not bad.exists() and bad.with_name("result.json.corrupt").is_file()
-    bad.write_bytes(b"\xff\xfe[1, 2]")  # not even text; a relaunch lists the rows again
-    assert [r["trial_id"] for r in store.rows()] == ["good"]
-    assert list(store.write_table()["trial_id"]) == ["good"]
-
-
-# --- dense runs: complete means every promised file exists and loads -------------------------------
-
-def test_dense_run_with_missing_or_damaged_weights_is_trained_again(tmp_path):
-    config = {"kind": "dense", "dataset": "digits", "arch": "resnet20", "recipe": "he2016", "epochs": 2,
-              "train_subset": 64, "emissions": False, "device": "cpu", "dense_dir": str(tmp_path / "dense")}
-    first = run_trial(config)
-    assert not first["dense_reused"] and run_trial(config)["dense_reused"]
-    run = DenseRun(SimpleNamespace(rewind_epochs=(), dense_dir=config["dense_dir"],
-                                   dense_key=lambda: Path(first["dense_run"]).name), 2)
-    Path(run.weights_path(0)).unlink()
-    again = run_trial(config)
-    assert not again["dense_reused"] and Path(run.weights_path(0)).is_file()
-    last = Path(run.weights_path(2))
-    last.write_bytes(last.read_bytes()[:100])  # truncated
-    assert not run.complete()
-    assert not run_trial(config)["dense_reused"] and run.complete()
-    assert torch.load(run.weights_path(2), weights_only=True).keys() == build_model("resnet20", 10, 1).state_dict().keys()
-
-
-def stored_dense_run(tmp_path, manifest=True):
-    """A dense run of small weights files, stored with (or, as before manifests, without) its manifest."""
-    from layerlth.config import TrialConfig
-
-    run = DenseRun(TrialConfig(dense_dir=str(tmp_path / "dense")), 8)
-    for epoch in run.saved_epochs:
-        buffer = io.BytesIO()
-        torch.save({"weight": torch.full((64,), float(epoch))}, buffer)
-        run.storage.write_bytes(run.weights_name(epoch), buffer.getvalue())
-    if manifest:
-        run.save_result({"status": "finished"})
-    else:
-        run.storage.write_json("result.json", {"status": "finished"})
-    return run
-
-
-@pytest.fixture
-def loads(monkeypatch):
-    """How many weights files torch.load has read."""
-    counted, load = [], torch.load
-    monkeypatch.setattr(torch, "load", lambda *a, **k: counted.append(1) or load(*a, **k))
-    return counted
-
-
-def test_manifest_catches_a_truncated_weights_file_without_loading_any(tmp_path, loads):
-    run = stored_dense_run(tmp_path)
-    assert sorted(run.manifest()) == sorted(run.weights_name(e) for e in run.saved_epochs)
-    assert run.complete() and loads == []
-    last = Path(run.weights_path(run.epochs))
-    last.write_bytes(last.read_bytes()[:-10])
-    assert not run.complete() and loads == []
-    assert re.search(rf"{last} has \d+ bytes, its manifest says \d+", "; ".join(run.problems()))
-
-
-def test_dense_run_stored_before_manifests_is_loaded_once_then_has_one(tmp_path, loads):
-    run = stored_dense_run(tmp_path, manifest=False)
-    assert run.manifest() is None
-    assert run.complete() and len(loads) == len(run.saved_epochs)
-    assert run.manifest() == stored_dense_run(tmp_path / "new").manifest()  # the same bytes, the same entries
-    assert run.complete() and len(loads) == len(run.saved_epochs)  # the next check loads nothing
-
-
-def test_weights_changed_in_place_are_caught_when_loaded(tmp_path, loads):
-    run = stored_dense_run(tmp_path)
-    path = Path(run.weights_path(0))
-    data = bytearray(path.read_bytes())
-    data[-100] ^= 0xFF  # same size: only the hash can tell
-    path.write_bytes(bytes(data))
-    assert run.complete()
-    with pytest.raises(ValueError, match=rf"{path} is damaged: its sha256 .* is not the manifest's"):
-        run.weights(0)
-    assert loads == [] and not run.complete()  # set aside: it will be trained again
-    assert Path(run.storage.path("result.json.corrupt")).is_file()
-    assert run.weights(run.epochs)["weight"][0] == run.epochs  # the intact files still load
-
-
 # --- one driver per sweep directory, unique experiment names --------------------------------------
 
 def test_second_driver_exits_naming_the_holder(tmp_path, capsys, no_ray):
     root = tmp_path / "store" / "held"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from layerlth.sweep.driver_lock import DriverLock; "
+        [sys.executable, "-c", "import sys, time; from layerlth.sweep.lease.local import DriverLock; "
          "held = DriverLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)", str(root)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -391,7 +189,7 @@ def full_disk(monkeypatch):
 
 
 def test_full_disk_in_the_callback_stops_the_sweep_and_keeps_what_was_stored(tmp_path, monkeypatch):
-    from layerlth.sweep.callbacks import StopWhenStoreFails, StoreResults, failures
+    from layerlth.sweep.tune.callbacks import StopWhenStoreFails, StoreResults, failures
 
     store = SweepStore(tmp_path)
     store.save({"trial_id": "kept", "status": "finished"})
@@ -417,8 +215,8 @@ def test_full_disk_in_the_callback_stops_the_sweep_and_keeps_what_was_stored(tmp
 def test_trial_stores_its_record_before_reporting_and_counts_the_wandb_stall(tmp_path, monkeypatch):
     from ray import tune
 
-    import layerlth.sweep.tune_trial as tune_trial
-    from layerlth.config import TrialConfig
+    import layerlth.sweep.tune.trainable as tune_trial
+    from layerlth.foundations.config import TrialConfig
     from layerlth.sweep import tracking
 
     trial = TrialConfig.from_dict({"kind": "at_init", "criterion": "snip", "p": 1, "dataset": "digits", "epochs": 1,
@@ -451,7 +249,7 @@ def test_trial_stores_its_record_before_reporting_and_counts_the_wandb_stall(tmp
 
 
 def test_failed_online_wandb_run_leaves_no_folder(tmp_path, monkeypatch):
-    from layerlth.config import TrialConfig
+    from layerlth.foundations.config import TrialConfig
     from layerlth.sweep import tracking
 
     monkeypatch.setenv("WANDB_API_KEY", "f" * 40)  # a key, but no server answers

@@ -10,7 +10,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sweeps"))
 import run as sweep_cli  # noqa: E402
-
 from test_hardening import full_disk  # noqa: E402
 
 FULL = """

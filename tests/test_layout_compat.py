@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from layerlth import TrialConfig, run_trial
-from layerlth.results import load_rows
-from layerlth.sweep.trial_state import load_state
+from layerlth.analysis.results import load_rows
+from layerlth.training.checkpoints import load_state
 
 OLD = Path(__file__).parent / "data" / "layout-2026-12-04"
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-import layerlth.trial
+import layerlth.tickets.trial
 from layerlth import TrialConfig, run_trial
-from layerlth.dense_runs import DenseRun, default_rewind_epochs
-from layerlth.tickets import after_training
-from layerlth.trial import initial_dense
+from layerlth.tickets.dense_runs import DenseRun, default_rewind_epochs
+from layerlth.tickets.procedures import after_training
+from layerlth.tickets.trial import initial_dense
 
 BASE = dict(kind="after_training", arch="resnet20", dataset="synthetic", recipe="he2016", epochs=4, batch_size=64,
             rewind_epochs=(0, 2), score_batches=2, score_batch_size=32, emissions=False, p=2)
@@ -17,12 +17,12 @@ BASE = dict(kind="after_training", arch="resnet20", dataset="synthetic", recipe=
 def counted(monkeypatch):
     calls = []
 
-    class Counting(layerlth.trial.Run):  # every training a trial starts, by its first epoch
+    class Counting(layerlth.tickets.trial.Run):  # every training a trial starts, by its first epoch
         def __init__(self, model, data, recipe, seed=0, start_epoch=0, *args, **kwargs):
             calls.append(start_epoch)
             super().__init__(model, data, recipe, seed, start_epoch, *args, **kwargs)
 
-    monkeypatch.setattr(layerlth.trial, "Run", Counting)
+    monkeypatch.setattr(layerlth.tickets.trial, "Run", Counting)
     return calls
 
 
@@ -39,7 +39,7 @@ def test_the_dense_net_is_trained_once_for_all_criteria_and_rewinds(counted):
     assert len({r["dense_run"] for r in results}) == 1
     assert all(0 < r["cka_vs_dense"] <= 1 + 1e-9 for r in results)
     # learning-rate rewinding: the ticket resumes the dense schedule at its rewind epoch
-    recipe = layerlth.trial.training_recipe(TrialConfig(**BASE))
+    recipe = layerlth.tickets.trial.training_recipe(TrialConfig(**BASE))
     assert results[1]["history"][0]["lr"] == recipe.lr_at(2)
     dense = run_trial(dict(BASE, kind="dense", p=0))
     assert dense["dense_reused"] and counted == [0, 0, 2, 0, 2]

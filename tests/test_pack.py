@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from layerlth import TrialConfig, run_trial
-from layerlth.emissions import EnergySplit
-from layerlth.pack import Pack, Works
-from layerlth.sweep.packs import MemberReporter
+from layerlth.measure.emissions import EnergySplit
 from layerlth.sweep.store import SweepStore
-from layerlth.sweep.tune_trial import resume_state
-from layerlth.train import Run
-from layerlth.trial import trial_work
+from layerlth.sweep.tune.packs import MemberReporter
+from layerlth.sweep.tune.trainable import resume_state
+from layerlth.tickets.trial import trial_work
+from layerlth.training.loop import Run
+from layerlth.training.pack import Pack, Works
 
 MEMBERS = {
     "dense resnet20": dict(kind="dense", arch="resnet20"),

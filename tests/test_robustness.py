@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from layerlth.data import Batches, DatasetUnavailable, load_dataset
+from layerlth.foundations.recipes import get_recipe
+from layerlth.measure.robustness import archives, corruptions
+from layerlth.measure.robustness.attacks import AttackSettings, PixelInput, adversarial_accuracy, make_attack
+from layerlth.measure.robustness.evaluate import accuracy, cifar102_accuracy, corruption_accuracy
 from layerlth.models import build_model
-from layerlth.recipes import get_recipe
-from layerlth.robustness import archives, corruptions
-from layerlth.robustness.attacks import AttackSettings, PixelInput, adversarial_accuracy, make_attack
-from layerlth.robustness.evaluate import accuracy, cifar102_accuracy, corruption_accuracy
-from layerlth.train import evaluate, train
+from layerlth.training.loop import evaluate, train
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_cifar10c_archive_is_checked_extracted_and_read(trained, tmp_path, monke
 
 
 def test_a_download_that_fails_the_published_md5_is_refused(tmp_path, monkeypatch):
-    from layerlth._torchvision import torchvision
+    from layerlth.foundations._torchvision import torchvision
 
     utils = torchvision.datasets.utils
     monkeypatch.setattr(utils, "_get_redirect_url", lambda url, max_hops: url)

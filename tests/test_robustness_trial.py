@@ -6,9 +6,9 @@ import pytest
 
 from layerlth import TrialConfig, run_trial
 from layerlth.cli import parser
-from layerlth.config import from_arguments
 from layerlth.data import synthetic
-from layerlth.robustness import archives, corruptions
+from layerlth.foundations.config import from_arguments
+from layerlth.measure.robustness import archives, corruptions
 from layerlth.sweep import grid
 from layerlth.sweep.grid import GridError, check_data
 from layerlth.sweep.store import SweepStore

@@ -11,10 +11,17 @@ from layerlth.criteria import score_blocks
 from layerlth.data import load_dataset
 from layerlth.models import build_model, describe_blocks, removable_blocks, remove_blocks, select_lowest
 from layerlth.models.filters import filter_count
-from layerlth.rounds import remove_in_rounds, round_sizes
-from layerlth.tickets import at_init, filter_ticket, removal_rule, score_and_remove, scoring_batches
-from layerlth.trial import initial_dense, validate
-from layerlth.verdict import verdicts
+from layerlth.tickets.procedures import (
+    at_init,
+    filter_ticket,
+    removal_rule,
+    score_and_remove,
+    scoring_batches,
+)
+from layerlth.tickets.rounds import remove_in_rounds, round_sizes
+from layerlth.tickets.trial import initial_dense
+from layerlth.tickets.validate import validate
+from layerlth.tickets.verdict import verdicts
 
 
 def test_each_round_removes_ceil_of_what_is_left_over_the_rounds_left():
@@ -110,8 +117,8 @@ def test_the_removal_rule_holds_in_every_round(rounds):
 
 
 def test_an_iterative_tickets_checkpoint_rebuilds_the_same_net(tmp_path):
-    from layerlth.sweep.tune_trial import checkpoint_state, load_state
-    from layerlth.train import EpochState
+    from layerlth.sweep.tune.trainable import checkpoint_state, load_state
+    from layerlth.training.loop import EpochState
 
     config = TrialConfig(arch="resnet32", criterion="synflow", p=5, rounds=5)
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
 import run as sweep_cli  # noqa: E402
 
-from layerlth.sweep.grid import expand, load_grid, failing_trials  # noqa: E402
+from layerlth.sweep.grid import expand, failing_trials, load_grid  # noqa: E402
 
 
 def write(tmp_path, text):

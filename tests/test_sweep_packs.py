@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from test_sweep_ray import kill_driver_when, rows
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sweeps"))
 import run as sweep_cli  # noqa: E402
 
-from layerlth.config import TrialConfig  # noqa: E402
+from layerlth.foundations.config import TrialConfig  # noqa: E402
 from layerlth.sweep import tracking  # noqa: E402
 
 FAILING = """
@@ -47,7 +47,7 @@ def test_retry_error_wandb_and_emissions(ray_session, tmp_path, capsys):
     by_criterion = {(r["kind"], r["criterion"] if r["p"] else "-"): r for r in results.values()}
     assert by_criterion[("at_init", "snip")]["status"] == "finished"  # failed once, retried
     errored = by_criterion[("at_init", "grasp")]
-    assert errored["status"] == "errored" and 'tune_trial.py", line' in errored["error"]  # the traceback
+    assert errored["status"] == "errored" and 'trainable.py", line' in errored["error"]  # the traceback
     assert "test failure (always)" in errored["error"]
     dense = by_criterion[("dense", "-")]
     assert dense["energy_kwh"] > 0 and dense["country"] == "FRA" and "cpu:" in dense["emissions_method"]

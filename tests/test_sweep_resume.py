@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-
-from test_hardening import Payload
+from test_stored_files import Payload
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sweeps"))

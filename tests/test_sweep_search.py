@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_sweep_ray import kill_driver_when, rows
 from test_sweep_resume import plant
 

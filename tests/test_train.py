@@ -5,8 +5,8 @@ import torch
 
 from layerlth import build_model
 from layerlth.data import synthetic
-from layerlth.recipes import RECIPES, get_recipe
-from layerlth.train import SaveWeights, train
+from layerlth.foundations.recipes import RECIPES, get_recipe
+from layerlth.training.loop import SaveWeights, train
 
 
 def test_paper_and_he_schedules():

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from layerlth import TrialConfig, build_model, run_trial
-from layerlth.models import select_lowest
 from layerlth.data import DatasetUnavailable
+from layerlth.models import select_lowest
 
 FAST = dict(arch="resnet20", dataset="synthetic", recipe="he2016", epochs=2, batch_size=64,
             score_batches=2, score_batch_size=32, emissions=False)
@@ -51,9 +51,9 @@ def test_emissions_come_from_codecarbon_with_their_method():
     ],
 )
 def test_bad_configs_fail_before_training(change, error, message, monkeypatch):
-    import layerlth.trial
+    import layerlth.tickets.trial
 
-    monkeypatch.setattr(layerlth.trial, "load_dataset", lambda *a: pytest.fail("data loaded before validation"))
+    monkeypatch.setattr(layerlth.tickets.trial, "load_dataset", lambda *a: pytest.fail("data loaded before validation"))
     with pytest.raises(error, match=message):
         run_trial(dict(FAST, **change))
 

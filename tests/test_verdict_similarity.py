@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from layerlth.similarity import linear_cka
-from layerlth.verdict import format_verdicts, signed, verdict, verdicts
+from layerlth.tickets.similarity import linear_cka
+from layerlth.tickets.verdict import format_verdicts, signed, verdict, verdicts
 
 
 def test_signed_prints_like_the_paper():

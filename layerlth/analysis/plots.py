@@ -143,7 +143,7 @@ def emissions(rows):
 def removed_blocks(rows):
     """Block x criterion: the share of a criterion's trials (seeds) that removed each block; one-shot
     and iterative (k rounds) removal of the same criterion and p side by side."""
-    from layerlth.arch_names import is_user
+    from layerlth.foundations.arch_names import is_user
     from layerlth.models import build_model, removable_blocks
 
     counts = defaultdict(lambda: defaultdict(Counter))  # arch -> column -> {block: removals, "trials": n}

@@ -12,10 +12,10 @@ from layerlth.analysis import formats, html, wandb_report
 from layerlth.analysis.paper import PAPER, load_reference
 from layerlth.analysis.provenance import provenance, resolve_grid
 from layerlth.analysis.rows import read_rows
-from layerlth.analysis.depth_report import load_searches
-from layerlth.analysis.depth_report import markdown as depth_markdown
 from layerlth.analysis.tables import all_tables
-from layerlth.checkpoints import write_atomic, write_json_atomic
+from layerlth.foundations.atomic import write_atomic, write_json_atomic
+from layerlth.search.tables import load_searches
+from layerlth.search.tables import markdown as depth_markdown
 
 DESCRIPTION = """Build the report of a sweep: the paper's Tables 1-5 with our numbers beside the
 paper's, the figures, one self-contained report.html, and a W&B report.
@@ -121,7 +121,7 @@ def build(paths, out=None, grid=None, paper=None, project="layerlth", entity=Non
         pngs[plot] = directory / "plots" / f"{plot}.png"
     searches = load_searches(paths)
     if searches:  # the sweep ran depth searches
-        from layerlth.analysis.depth_plot import depth_figure
+        from layerlth.search.plot import depth_figure
 
         depth = depth_markdown(searches)
         _write(directory / "depth_search.md", (depth + "\n").encode())

@@ -1,14 +1,14 @@
 """Result rows for analysis: read from a sweep or result files, cleaned, and grouped the way
-`layerlth.verdict` compares them (a ticket setting against the dense runs of its setting)."""
+`layerlth.tickets.verdict` compares them (a ticket setting against the dense runs of its setting)."""
 
 import json
 import math
 from pathlib import Path
 
-from layerlth.config import TrialConfig
-from layerlth.recipes import training_recipe
-from layerlth.results import load_rows
-from layerlth.verdict import BASELINE, TICKET, finished, is_dense, value  # noqa: F401 (re-exported)
+from layerlth.analysis.results import load_rows
+from layerlth.foundations.config import TrialConfig
+from layerlth.foundations.recipes import training_recipe
+from layerlth.tickets.verdict import BASELINE, TICKET, finished, is_dense, value  # noqa: F401 (re-exported)
 
 # values a results table stores as JSON text, and integers a column with gaps turns into floats
 _NESTED = ("removed", "history", "scores", "attempt_start_epochs", "removal_rounds")

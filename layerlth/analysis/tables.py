@@ -6,9 +6,15 @@ the paper's value sits beside ours where the paper ran that setting.
 
 from layerlth.analysis.cells import Cell, Row, Table
 from layerlth.analysis.rows import (
-    baseline_key, dense_groups, epochs_of, finished, setting, stats, ticket_groups,
+    baseline_key,
+    dense_groups,
+    epochs_of,
+    finished,
+    setting,
+    stats,
+    ticket_groups,
 )
-from layerlth.verdict import BASELINE, TICKET, verdict, verdicts
+from layerlth.tickets.verdict import BASELINE, TICKET, verdict, verdicts
 
 ROBUSTNESS = {  # result column -> header; CIFAR-10-C only from the archive (cifar10c_source)
     "cifar10c": ("acc_cifar10c", "CIFAR-10-C"),

@@ -15,13 +15,13 @@ import random as _random
 from dataclasses import dataclass
 from typing import Callable
 
+import torch.nn as nn
+
 from layerlth.criteria.grasp import grasp
 from layerlth.criteria.snip import snip
 from layerlth.criteria.synflow import synflow
 from layerlth.criteria.trained import cka, expectabs, hrank, kl, l1, pls
 from layerlth.criteria.weights import AGGREGATES, aggregate
-import torch.nn as nn
-
 from layerlth.models import block_kind, removable_blocks
 from layerlth.models.blocks import PHYSICAL_ONLY
 

@@ -4,7 +4,7 @@ R is the sum of the outputs of the network with absolute weights on an all-ones 
 traps are avoided: BN runs in eval mode (in train mode a constant input normalises to zero and every
 score vanishes), and the pass runs in float64 (products of |weights| over deep nets overflow float32).
 One scoring pass of the net as given; removing blocks in rounds that re-score the shallower net
-(SynFlow's iterative idea, for blocks) is the trial option `rounds` (`layerlth.rounds`).
+(SynFlow's iterative idea, for blocks) is the trial option `rounds` (`layerlth.tickets.rounds`).
 """
 
 import copy

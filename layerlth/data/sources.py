@@ -66,7 +66,7 @@ def load_dataset(name, root=None):
 
 
 def _cifar(name, root):
-    from layerlth._torchvision import torchvision
+    from layerlth.foundations._torchvision import torchvision
 
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     try:  # torchvision checks the archive's md5 and skips the download when it is cached

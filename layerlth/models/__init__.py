@@ -4,7 +4,7 @@ from functools import lru_cache
 
 import torch
 
-from layerlth.arch_names import ARCH_HELP, check_arch
+from layerlth.foundations.arch_names import ARCH_HELP, check_arch
 from layerlth.models.blocks import (
     PHYSICAL_ONLY,
     BlockInfo,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from layerlth._torchvision import torchvision
+from layerlth.foundations._torchvision import torchvision
 from layerlth.models.cifar_resnet import BasicBlock as CifarBasicBlock
 
 _TV = torchvision.models

@@ -10,7 +10,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from layerlth.models.blocks import describe_blocks, PHYSICAL_ONLY
+from layerlth.models.blocks import PHYSICAL_ONLY, describe_blocks
 
 
 def filter_count(model):

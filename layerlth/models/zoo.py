@@ -13,8 +13,8 @@ import inspect
 
 import torch.nn as nn
 
-from layerlth._torchvision import torchvision
-from layerlth.arch_names import CIFAR_STEM, VIT_CIFAR, check_arch, cifar_depth, is_user
+from layerlth.foundations._torchvision import torchvision
+from layerlth.foundations.arch_names import CIFAR_STEM, VIT_CIFAR, check_arch, cifar_depth, is_user
 from layerlth.models.cifar_resnet import cifar_resnet
 from layerlth.models.surgery import replace_module
 

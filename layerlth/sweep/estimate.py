@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from layerlth.measure import count_macs
+from layerlth.foundations.recipes import training_recipe
+from layerlth.measure.costs import count_macs
 from layerlth.models import build_for_images, build_model, removable_blocks, remove_blocks
-from layerlth.tickets import removal_rule
-from layerlth.recipes import training_recipe
+from layerlth.tickets.procedures import removal_rule
 
 # training images and image shape of the built-in datasets
 SHAPES = {"cifar10": (50000, (3, 32, 32)), "cifar100": (50000, (3, 32, 32)), "digits": (1437, (1, 8, 8)),
@@ -207,7 +207,7 @@ def record_throughput(kind, images_per_second, source, precision, memory_format,
                       packing=None):
     """Add or replace one device kind's measured images/s per architecture and, when given, how
     many trials share one of its devices best ({arch: {"trials_per_device", "speedup", ...}})."""
-    from layerlth.checkpoints import write_json_atomic
+    from layerlth.foundations.atomic import write_json_atomic
 
     measured = measured_throughput(path)
     measured[kind] = {"images_per_second": images_per_second, "source": source, "date": date,

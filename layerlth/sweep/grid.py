@@ -9,7 +9,7 @@ of its list-valued fields into trial configs, all validated before anything runs
 
 Keys are `TrialConfig` fields (see `layerlth ticket --help`). A list expands; a tuple-valued field
 (rewind_epochs, checkpoint_epochs) takes a list as its value, and a list of lists to expand.
-Each value's type and range are checked (`layerlth.field_checks`); a key written twice in one
+Each value's type and range are checked (`layerlth.foundations.field_checks`); a key written twice in one
 mapping and an explicit null are errors rather than silently meaning something.
 """
 
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from layerlth.config import TrialConfig
 from layerlth.data import DatasetUnavailable, load_dataset
-from layerlth.field_checks import is_tuple
-from layerlth.robustness import prepare_robustness
-from layerlth.trial import validate
+from layerlth.foundations.config import TrialConfig
+from layerlth.foundations.field_checks import is_tuple
+from layerlth.measure.robustness import prepare_robustness
+from layerlth.tickets.validate import validate
 
 GRIDS = Path(__file__).resolve().parents[2] / "sweeps" / "grids"
 _TUPLES = {f.name for f in fields(TrialConfig) if is_tuple(f)}

@@ -12,12 +12,12 @@ import io
 import logging
 from dataclasses import fields
 
-from layerlth.arch_names import is_user
-from layerlth.config import TrialConfig
 from layerlth.data import load_dataset
-from layerlth.dense_runs import DenseRun
-from layerlth.recipes import training_recipe
-from layerlth.sweep.trial_state import UnsafeCheckpoint, load_state
+from layerlth.foundations.arch_names import is_user
+from layerlth.foundations.config import TrialConfig
+from layerlth.foundations.recipes import training_recipe
+from layerlth.tickets.dense_runs import DenseRun
+from layerlth.training.checkpoints import UnsafeCheckpoint, load_state
 
 log = logging.getLogger("layerlth")
 _FIELDS = {f.name for f in fields(TrialConfig)}
@@ -33,7 +33,7 @@ def fill_similarity(store, archs=(), device="cpu"):
     """Fill in `cka_vs_dense` of every finished ticket whose dense run is stored by now; returns how
     many rows were completed. A ticket whose weights are missing or refuse to load is named and left;
     so is one of a user's architecture not among `archs` (those of the sweep's own configs)."""
-    from layerlth.trial import similarity_to_dense  # the driver's only use of the trial's own code
+    from layerlth.tickets.trial import similarity_to_dense  # the driver's only use of the trial's own code
 
     datasets, filled = {}, 0
     for row in filter(missing, store.rows()):

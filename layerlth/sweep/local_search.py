@@ -3,11 +3,11 @@ sweep's folder as a Ray sweep stores it (`trials/<hash>/result.json`), so a sear
 sweep of the same folder reuse each other's trials. Killed, it is relaunched: the search replays its
 rounds against the stored records and trains only what is missing."""
 
-from layerlth.config import DEFAULT_DENSE_DIR, TrialConfig
-from layerlth.depth_search import run_search
-from layerlth.sweep.search_report import format_summary, save_summaries, with_cost
+from layerlth.foundations.config import DEFAULT_DENSE_DIR, TrialConfig
+from layerlth.search.core import run_search
+from layerlth.search.report import format_summary, save_summaries, with_cost
 from layerlth.sweep.store import SweepStore
-from layerlth.trial import run_trial
+from layerlth.tickets.trial import run_trial
 
 
 def stored(store):

@@ -11,7 +11,7 @@ runs), `tune/` (Ray's experiments and the trials' weights-only checkpoints) and,
 
 Resuming reads nothing that Ray pickled: the work still to do is rebuilt from the grid and the
 stored records (plain JSON), and relaunched as a new Tune experiment, in which each trial continues
-from the newest checkpoint it left under `tune/` (tensors and plain data, `tune_trial.resume_state`).
+from the newest checkpoint it left under `tune/` (tensors and plain data, `tune.trainable.resume_state`).
 `--resume` and a plain relaunch are the same; the flag only reports what is resumed.
 """
 
@@ -24,19 +24,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from layerlth.config import DEFAULT_DENSE_DIR, TrialConfig
-from layerlth.depth_search import summary as search_summary
-from layerlth.storage import Storage, is_uri
-from layerlth.sweep.driver_lease import one_driver
+from layerlth.analysis.summary import summary as trial_summary
+from layerlth.foundations.config import DEFAULT_DENSE_DIR, TrialConfig
+from layerlth.foundations.storage import Storage, is_uri
+from layerlth.search.core import summary as search_summary
+from layerlth.search.report import format_summary, grid_configs, price_table, save_summaries, with_cost
+from layerlth.search.specs import searches
 from layerlth.sweep.estimate import dry_run_table
-from layerlth.sweep.grid import GridError, check_data, expand, load_grid, failing_trials
-from layerlth.sweep.late_similarity import fill_similarity
-from layerlth.sweep.search_report import format_summary, grid_configs, price_table, save_summaries, with_cost
-from layerlth.sweep.search_specs import searches
+from layerlth.sweep.grid import GridError, check_data, expand, failing_trials, load_grid
 from layerlth.sweep.jobs import flops_duration, jobs, schedule_table
+from layerlth.sweep.late_similarity import fill_similarity
+from layerlth.sweep.lease.driver import one_driver
 from layerlth.sweep.store import StoreFailed, SweepStore
 from layerlth.sweep.tracking import resolve_mode
-from layerlth.summary import summary as trial_summary
 
 log = logging.getLogger("layerlth")
 DEFAULT_STORAGE = "results/sweeps"
@@ -95,7 +95,7 @@ def trial_params(args, root):
 
 def run_sweep(job_list, args, root, store):
     """The studies' trials: one new Tune experiment, gated on dense runs (`dense_gate`)."""
-    from layerlth.sweep.dense_gate import DenseRunGate
+    from layerlth.sweep.tune.dense_gate import DenseRunGate
 
     params = trial_params(args, root)
     gate = DenseRunGate(job_list, [params(job.label, job.config) for job in job_list])
@@ -104,7 +104,7 @@ def run_sweep(job_list, args, root, store):
 
 def run_searches(search_list, args, root, store):
     """The depth searches' trials: one new Tune experiment whose searcher replays each search."""
-    from layerlth.sweep.depth_searcher import DepthSearcher
+    from layerlth.sweep.tune.depth_searcher import DepthSearcher
 
     searcher = DepthSearcher(search_list, store, trial_params(args, root))
     if searcher.pending():  # a search whose every trial is stored needs no Ray
@@ -119,13 +119,13 @@ def run_experiment(searcher, num_samples, args, root, store):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from layerlth.sweep.callbacks import StopWhenStoreFails, StoreResults, failures
-    from layerlth.sweep.tune_trial import trainable
+    from layerlth.sweep.tune.callbacks import StopWhenStoreFails, StoreResults, failures
+    from layerlth.sweep.tune.trainable import trainable
 
     failures(store.root).clear()
     tune_dir = root.child("tune")
     if args.trials_per_gpu > 1:
-        from layerlth.sweep.packs import Mailbox, PackSearcher, pack_trainable
+        from layerlth.sweep.tune.packs import Mailbox, PackSearcher, pack_trainable
 
         name = f"layerlth-mailbox-{uuid.uuid4().hex[:8]}"
         mailbox = Mailbox.options(name=name).remote()  # noqa: F841 - held by name for the experiment
@@ -193,7 +193,7 @@ def experiment_name(phase):
 
 def check_store(store):
     """Raise StoreFailed, naming what was not written, when the store could not write during the phase."""
-    from layerlth.sweep.callbacks import failures
+    from layerlth.sweep.tune.callbacks import failures
 
     failed = failures(store.root)
     if failed:
@@ -214,7 +214,7 @@ def resume_note(todo, root):
 
 def report_searches(searcher, store):
     """Each search's p* and cost, printed and kept in `searches.json`; a failed search says why."""
-    from layerlth.sweep.depth_searcher import search_tag
+    from layerlth.sweep.tune.depth_searcher import search_tag
 
     found = []
     for search in searcher.searches:

@@ -1,6 +1,6 @@
 """A sweep's results, independent of Ray's state: one result.json per trial under the hash of its
 config, and the results table (CSV and Parquet) rebuilt from them, every file written atomically
-to the sweep's storage (a local directory or an object store URI, `layerlth.storage`).
+to the sweep's storage (a local directory or an object store URI, `layerlth.foundations.storage`).
 
 A record that cannot be read (damaged by hand, by a full disk on a filesystem without atomic
 renames, ...) is reported with its path, set aside as `result.json.corrupt` and its trial counts
@@ -13,7 +13,7 @@ import logging
 
 import pandas as pd
 
-from layerlth.storage import Storage
+from layerlth.foundations.storage import Storage
 
 log = logging.getLogger("layerlth")
 # nested values become JSON strings in the table; per-epoch curves stay in result.json only

@@ -1,9 +1,13 @@
 """Writes a trial record, a Tune checkpoint and a ticket's weights with the layout of main at 6e079c0."""
-import io, json, sys
+import io
+import json
+import sys
 from pathlib import Path
+
 import torch
-from layerlth import TrialConfig, run_trial
 from layerlth.sweep.trial_state import checkpoint_state, ticket_weights
+
+from layerlth import TrialConfig, run_trial
 
 out = Path(sys.argv[1])
 config = TrialConfig(kind="at_init", arch="cifar_resnet14", dataset="digits", criterion="grasp", p=1, recipe="he2016",

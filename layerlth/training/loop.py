@@ -1,0 +1,249 @@
+"""The training loop: SGD over device-side batches, evaluation every epoch, callbacks for the rest.
+A `Run` is one training as a sequence of steps, so that a pack can step several in turn.
+
+Checkpointing, progress lines and metric reporting all enter through callbacks, called once before
+the first epoch (metrics None) and after every epoch with an `EpochState`; a callback that returns
+True stops training after that epoch (early stopping).
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from layerlth.data import Batches
+from layerlth.foundations.atomic import save_atomic
+from layerlth.training.steps import EagerStep, GraphedStep, autocast, set_lr
+
+log = logging.getLogger("layerlth")
+
+
+@dataclass
+class EpochState:
+    epoch: int  # epochs completed
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    metrics: dict | None
+    history: list  # metrics of every epoch so far, those of earlier attempts included
+    context: dict  # what the trial knows of the model (removed blocks, scores), for checkpoints
+
+
+@torch.no_grad()
+def evaluate(model, batches, amp=False):
+    model.eval()
+    loss = correct = count = 0
+    for inputs, labels in batches:
+        with autocast(inputs.device, amp):
+            logits = model(inputs)
+        loss += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
+        correct += int((logits.argmax(1) == labels).sum())
+        count += len(labels)
+    return loss / count, correct / count
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite: the run stops as failed."""
+
+
+class Run:
+    """One training: a net going from `start_epoch` to `stop_epoch` (default: the recipe's last),
+    the lr following the recipe's schedule for those epochs. `train` runs one alone; a pack
+    (`layerlth.training.pack`) steps several in turn. `history` holds the metrics of epochs trained before
+    (a resumed run); `self.history` adds the new ones.
+
+    `runner` runs the training steps: `model` itself (default), or `model` under torch.compile
+    (`compile_for_training`). With `graph`, the steps are CUDA-graph replays (`steps.GraphedStep`).
+    Evaluation, callbacks and so checkpoints see `model`, the plain module: its state_dict has no
+    `_orig_mod.` prefixes.
+
+    Each epoch's batch order and augmentation come from a generator seeded by (seed, epoch), so a
+    run restarted at any epoch sees the same batches as one that never stopped.
+    """
+
+    def __init__(self, model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
+                 channels_last=False, optimizer=None, history=(), context=None, runner=None, graph=False,
+                 name="run"):
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        model.to(memory_format=self.memory_format)
+        self.model, self.data, self.recipe, self.seed, self.name = model, data, recipe, seed, name
+        self.optimizer = optimizer or recipe.optimizer(model)
+        self.stepper = (GraphedStep(model, self.optimizer, amp, recipe.batch_size) if graph
+                        else EagerStep(model, self.optimizer, amp, runner))
+        self.amp, self.callbacks, self.history = amp, list(callbacks), list(history)
+        self.context = {} if context is None else context
+        self.test = Batches(data, 512, train=False, memory_format=self.memory_format)
+        self.epoch, self.last = start_epoch, recipe.epochs if stop_epoch is None else stop_epoch
+        self.images = 0  # training images stepped, in all (a pack splits energy by images x MACs)
+        self.before_callbacks = None  # what a pack does first at each epoch's end (settle energy)
+        # (country, gpu_share, emissions on, forward MACs per image): how a pack meters and splits its
+        # energy (`emissions.EnergySplit`); `energy` is this run's share so far
+        self.energy_terms, self.energy = ("USA", 1.0, False, 1), None
+        self.peak_members = 1  # the most runs this one shared its process with, itself included
+        self.own_peak_bytes = None  # CUDA: the peak of its first step plus the tensors it keeps
+        self.batches, self.done = None, False
+
+    @property
+    def graphed(self):
+        return self.stepper.graphed
+
+    def begin(self):
+        """The callbacks' look before the first epoch; then the first epoch's batches."""
+        _call(self.callbacks, EpochState(self.epoch, self.model, self.optimizer, None, self.history, self.context))
+        self._open_epoch()
+
+    def _open_epoch(self):
+        if self.epoch >= self.last:
+            self.done = True
+            return
+        set_lr(self.optimizer, self.recipe.lr_at(self.epoch))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.batches = iter(Batches(self.data, self.recipe.batch_size, True, generator,
+                                    memory_format=self.memory_format))
+        getattr(self.stepper, "runner", self.model).train()  # a compiled runner tracks the mode itself
+        self.stepper.start_epoch(self.data.train_x.device)
+        self.seen, self.started = 0, time.perf_counter()
+
+    def step(self):
+        """One training batch, or at the epoch's end its evaluation and callbacks; False once over."""
+        if self.done:
+            return False
+        batch = next(self.batches, None)
+        if batch is not None:
+            if self.own_peak_bytes is None and batch[0].is_cuda:
+                self._measured_step(batch)
+            else:
+                self.stepper.step(*batch)
+            self.seen += len(batch[1])
+            self.images += len(batch[1])
+            return True
+        self._close_epoch()
+        return not self.done
+
+    def _measured_step(self, batch):
+        """The first step, synchronised, with the CUDA memory it takes beyond what was allocated:
+        a member's own peak even when other runs share the process (theirs are not running)."""
+        device = batch[0].device
+        kept = [p for p in self.model.parameters()] + [p.grad for p in self.model.parameters() if p.grad is not None]
+        kept += [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        self.stepper.step(*batch)
+        torch.cuda.synchronize(device)
+        self.own_peak_bytes = torch.cuda.max_memory_allocated(device) - base + sum(t.numel() * t.element_size()
+                                                                                  for t in kept)
+
+    def _close_epoch(self):
+        loss_sum, correct = self.stepper.totals()  # reads the device: the epoch's steps are done
+        seconds = time.perf_counter() - self.started
+        if not math.isfinite(loss_sum):
+            self.done = True
+            raise TrainingDiverged(f"{self.name}: training loss is {loss_sum} in epoch {self.epoch + 1}")
+        test_loss, test_acc = evaluate(self.model, self.test, self.amp)
+        lr = self.recipe.lr_at(self.epoch)
+        self.epoch += 1
+        metrics = {
+            "epoch": self.epoch, "lr": lr, "train_loss": loss_sum / self.seen, "train_acc": correct / self.seen,
+            "test_loss": test_loss, "test_acc": test_acc, "epoch_seconds": seconds,
+            "images_per_second": self.seen / seconds,
+        }
+        self.history.append(metrics)
+        if self.before_callbacks:
+            self.before_callbacks()
+        if _call(self.callbacks, EpochState(self.epoch, self.model, self.optimizer, metrics, self.history,
+                                            self.context)):
+            self.done = True
+            return
+        self._open_epoch()
+
+
+def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
+          channels_last=False, optimizer=None, history=(), context=None, runner=None, graph=False):
+    """Train `model` (already on data's device) alone: a `Run` stepped to its end; returns its
+    history (the metrics of every epoch, those of `history` first)."""
+    run = Run(model, data, recipe, seed, start_epoch, stop_epoch, callbacks, amp, channels_last, optimizer,
+              history, context, runner, graph)
+    run.begin()
+    while run.step():
+        pass
+    return run.history
+
+
+def batch_sizes(n, batch_size):
+    """The sizes of the training batches `Batches` makes of n images: full ones and a last partial
+    one (one image is skipped: BN cannot train on it)."""
+    return sorted({size for size in (min(n, batch_size), n % batch_size) if size >= 2})
+
+
+def compile_for_training(model, data, batch_size, amp=False, channels_last=False, mode="default"):
+    """`model` under torch.compile, compiled now by warm-up steps; returns (compiled, seconds).
+
+    torch.compile is lazy: left alone it would compile inside the first training step (and again at
+    the epoch's partial last batch), and those seconds would be counted as training. Instead one
+    forward and backward pass per training batch size (full and partial; `dynamic=False`: each gets
+    static-shape kernels, as the benchmark measured) is run here and timed with the device synced:
+    that is the compile cost the row reports (`compile_seconds`; it includes one step's compute per
+    size, small beside compiling), and no compilation falls inside a timed epoch. The warm-up leaves
+    no trace: no optimizer step, gradients cleared, BN statistics and the global RNG restored, so
+    training goes on exactly as it would have. Only training steps are compiled: evaluation (another
+    graph, in eval mode without grad) and every measurement run on the plain `model`.
+    """
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)  # before compiling: the graph specialises on the weights' layout
+    torch.compiler.reset()  # a reused worker compiled earlier trials' nets: stay below dynamo's recompile limit
+    compiled = torch.compile(model, mode=mode, dynamic=False)
+    inputs, labels = next(iter(Batches(data, batch_size, True, torch.Generator().manual_seed(0),
+                                       memory_format=memory_format)))
+    device = inputs.device
+    buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.train()
+        for size in batch_sizes(len(data.train_x), batch_size):
+            with autocast(device, amp):
+                loss = F.cross_entropy(compiled(inputs[:size]).float(), labels[:size])
+            loss.backward()
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(buffers[name])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return compiled, time.perf_counter() - started
+
+
+def _call(callbacks, state):
+    """Every callback sees the state; True when one of them asks to stop."""
+    stop = False
+    for callback in callbacks:
+        stop = bool(callback(state)) or stop
+    return stop
+
+
+def log_progress(state):
+    """Callback: one line per epoch."""
+    m = state.metrics
+    if m:
+        log.info(
+            "epoch %d  lr %.4g  train loss %.3f acc %.3f  test loss %.3f acc %.3f  %.1fs  %.0f img/s",
+            m["epoch"], m["lr"], m["train_loss"], m["train_acc"], m["test_loss"], m["test_acc"],
+            m["epoch_seconds"], m["images_per_second"],
+        )
+
+
+class SaveWeights:
+    """Callback: write the model's weights after the listed epochs (0 = before training)."""
+
+    def __init__(self, epochs, directory):
+        self.epochs, self.directory = set(epochs), Path(directory)
+
+    def path(self, epoch):
+        return self.directory / f"weights_epoch{epoch}.pt"
+
+    def __call__(self, state):
+        if state.epoch in self.epochs:
+            save_atomic(state.model.state_dict(), self.path(state.epoch))
