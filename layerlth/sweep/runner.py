@@ -131,6 +131,7 @@ def run_experiment(searcher, num_samples, args, root, store):
         mailbox = Mailbox.options(name=name).remote()  # noqa: F841 - held by name for the experiment
         searcher = PackSearcher(searcher, args.trials_per_gpu, name, store, args.max_failures)
         trainable = pack_trainable
+        num_samples *= args.max_failures + 1  # a pack holds at least one member, and a retry may need its own
     resources = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
     callbacks = [StoreResults(store), JsonLoggerCallback(), CSVLoggerCallback()]
     tuner = tune.Tuner(
