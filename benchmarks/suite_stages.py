@@ -57,6 +57,8 @@ def stage_tests(suite, found):
         try:
             row = run_trial(base | changes)
             found["trials"][kind] = trial_facts(row, dry) | {"seconds": round(time.monotonic() - started, 1)}
+            if not dry and changes.get("graph", "auto") == "auto" and row.get("training_path") != "cuda_graph":
+                found["trials"][kind]["failed_checks"].append("trained by the graphed step")
         except Exception as error:
             found["trials"][kind] = {"status": "error", "error": f"{type(error).__name__}: {error}",
                                      "traceback": traceback.format_exc()[-2000:], "failed_checks": ["ran"]}
