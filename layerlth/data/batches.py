@@ -2,7 +2,10 @@
 
 The whole uint8 dataset lives on the device; each batch is gathered, padded, randomly cropped,
 flipped and normalised there. Randomness comes from a CPU generator so a seed gives the same
-batches on any device.
+batches on any device. A training epoch draws every batch's crop offsets and flips at its start, in
+the order the batches use them (so the values are those drawn batch by batch), and moves them to the
+device in one copy: a copy from pageable memory waits for the device, and three of them per batch
+held back the packs that feed several graphed runs from one loop.
 """
 
 import torch
@@ -11,10 +14,14 @@ import torch.nn.functional as F
 
 def random_crop(x, pad, generator):
     """Zero-pad by `pad` and take one random HxW window per image, by gather indices."""
+    dy, dx = (torch.randint(2 * pad + 1, (len(x),), generator=generator).to(x.device) for _ in range(2))
+    return crop_at(x, pad, dy, dx)
+
+
+def crop_at(x, pad, dy, dx):
+    """Zero-pad by `pad` and take the HxW window at (dy, dx) of each image, by gather indices."""
     n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(2 * pad + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(2 * pad + 1, (n,), generator=generator).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
@@ -23,7 +30,10 @@ def random_crop(x, pad, generator):
 
 
 def random_flip(x, generator):
-    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+    return flip_where(x, (torch.rand(len(x), generator=generator) < 0.5).to(x.device))
+
+
+def flip_where(x, flip):
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
@@ -44,15 +54,30 @@ class Batches:
     def __iter__(self):
         n = len(self.x)
         order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
+        sizes = [min(self.batch_size, n - start) for start in range(0, n, self.batch_size)]
+        if self.train:  # BN cannot train on a single image
+            sizes = [size for size in sizes if size >= 2]
+        draws = self._draws(sizes)
         order = order.to(self.x.device)
-        for start in range(0, n, self.batch_size):
-            index = order[start : start + self.batch_size]
-            if self.train and len(index) < 2:  # BN cannot train on a single image
-                continue
+        for start, size in zip(range(0, n, self.batch_size), sizes):
+            index = order[start : start + size]
             x = self.x[index]
             if self.pad:
-                x = random_crop(x, self.pad, self.generator)
+                x = crop_at(x, self.pad, next(draws), next(draws))
             if self.flip:
-                x = random_flip(x, self.generator)
+                x = flip_where(x, next(draws).bool())
             x = ((x.float() - self.mean) / self.std).contiguous(memory_format=self.memory_format)
             yield x, self.y[index]
+
+    def _draws(self, sizes):
+        """Each batch's crop rows, crop columns and flips (those it uses), as `random_crop` and
+        `random_flip` draw them batch by batch, on the device after one copy; in the order used."""
+        parts = []
+        for size in sizes:
+            if self.pad:
+                parts += [torch.randint(2 * self.pad + 1, (size,), generator=self.generator) for _ in range(2)]
+            if self.flip:
+                parts.append((torch.rand(size, generator=self.generator) < 0.5).long())
+        if not parts:
+            return iter(())
+        return iter(torch.cat(parts).to(self.x.device).split([len(p) for p in parts]))
