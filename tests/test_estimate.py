@@ -69,7 +69,7 @@ def test_measured_packing_divides_each_trials_hours_by_its_speedup(tmp_path):
     table = estimate.dry_run_table(entries(), tflops=4, path=path)
     assert f"about {hours:,.1f} hours on cuda:GPU" in table
     assert f"about {packed:,.1f} hours on cuda:GPU with trials packed as measured" in table
-    assert "resnet20: 4 per device (--gpus-per-trial 0.25), 2.50x the trials/hour of one; resnet32 as resnet20" in table
+    assert "resnet20: 4 per device (--trials-per-gpu 4), 2.50x the trials/hour of one; resnet32 as resnet20" in table
     assert estimate.sweep_hours(entries(), "cuda:other", path=path) is None
 
 

@@ -3,10 +3,10 @@ training throughput `benchmarks/throughput.py` measured per architecture and dev
 (`measured_throughput.json` beside this file); an assumed TFLOP/s only where nothing was measured.
 
 A device kind's entry may also say how many trials share one device best (`packing`, measured by
-`benchmarks/gpu_suite.py` with `gpu_packing.py`'s k processes per GPU): {arch: {"trials_per_device":
-k, "speedup": trials/hour at k / trials/hour at 1, ...}}. The estimate then also gives the hours with
-that many trials per device (`--gpus-per-trial 1/k`), each architecture at the measured one closest
-in MACs."""
+`benchmarks/gpu_suite.py` with `packs.py`'s packs of k trials in one process): {arch:
+{"trials_per_device": k, "speedup": trials/hour at k / trials/hour at 1, ...}}. The estimate then
+also gives the hours with that many trials per device (`--trials-per-gpu k`, which `auto` picks),
+each architecture at the measured one closest in MACs."""
 
 import functools
 import json
@@ -137,7 +137,7 @@ class Throughput:
         parts = []
         for arch in sorted(self.packing):
             k, speedup, _ = self.packed(arch)
-            parts.append(f"{arch}: {k} per device (--gpus-per-trial {1 / k:g}), {speedup:.2f}x the trials/hour of one")
+            parts.append(f"{arch}: {k} per device (--trials-per-gpu {k}), {speedup:.2f}x the trials/hour of one")
         borrowed = {a: self.packed(a)[2] for a in sorted(archs) if a not in self.packing}
         text = "; ".join(parts)
         if borrowed:
