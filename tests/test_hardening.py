@@ -243,7 +243,7 @@ def test_trial_stores_its_record_before_reporting_and_counts_the_wandb_stall(tmp
     stored = store.result(trial.hash())
     assert stored["status"] == "finished" and stored["wall_seconds"] >= 1.0 + stored["train_seconds"]
 
-    monkeypatch.setattr(tune_trial, "run_trial", lambda *a, **k: pytest.fail("a stored trial trained again"))
+    monkeypatch.setattr(tune_trial, "trial_work", lambda *a, **k: pytest.fail("a stored trial trained again"))
     tune_trial.trainable(params)  # what a resumed sweep does: the stored record is reported as it is
     assert json.loads(reports[-1]["result_json"]) == stored
 

@@ -88,7 +88,7 @@ def test_a_pack_cut_mid_epoch_resumes_each_member_from_its_checkpoint(cifar_subs
     store = SweepStore(tmp_path / "sweep")
 
     def reporters():
-        return {label: [MemberReporter(1, 2, None, [0], c, store, c.hash())] for label, c in members.items()}
+        return {label: [MemberReporter(1, 2, None, [0], c, (), store, c.hash())] for label, c in members.items()}
 
     step, calls = Run.step, {"n": 0}
 

@@ -24,7 +24,6 @@ from layerlth.tickets.dense_runs import DenseRun  # noqa: E402
 from layerlth.tickets.trial import run_trial  # noqa: E402
 from layerlth.training.loop import EpochState  # noqa: E402
 
-
 # --- checkpoints: a state_dict and a plain architecture, never code --------------------------------
 
 class Payload:

@@ -71,8 +71,8 @@ def remove_run_folders(directory, run_id):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def finish_run(run, result, teardown=True):
-    """The run's summary from the result, then finished; `teardown` stops the W&B service too
+def finish_run(run, result, stop_service=True):
+    """The run's summary from the result, then finished; `stop_service` stops the W&B service too
     (not while other runs of this process, a pack's, are still logging)."""
     if run is None:
         return
@@ -84,11 +84,11 @@ def finish_run(run, result, teardown=True):
             "attack_eps", "pgd_steps", "pgd_step_size", "attack_images", "robustness_error")
     run.summary.update({k: result[k] for k in keys if result.get(k) is not None})
     run.finish()
-    if teardown:
-        globals()["teardown"]()
+    if stop_service:
+        stop_wandb()
 
 
-def teardown():
+def stop_wandb():
     """Stop the W&B service now, not in an atexit hook of a worker Ray kills."""
     import sys
 

@@ -42,15 +42,21 @@ class StoreResults(tune.Callback):
         self._write(record, lambda: self.store.save(record))
 
     def _write(self, record, save):
-        try:
-            save()
-        except OSError as error:
-            failures(self.store.root).append((f"record of trial {record['trial_id']} ({record['status']})", error))
-            return
-        try:
-            self.store.write_table()
-        except OSError as error:
-            failures(self.store.root).append(("results table", error))
+        keep(self.store, record, save)
+
+
+def keep(store, record, save):
+    """`save()` the record, then rebuild the results table; a write that fails is noted (the
+    experiment then stops, `StopWhenStoreFails`), never raised in the driver."""
+    try:
+        save()
+    except OSError as error:
+        failures(store.root).append((f"record of trial {record['trial_id']} ({record['status']})", error))
+        return
+    try:
+        store.write_table()
+    except OSError as error:
+        failures(store.root).append(("results table", error))
 
 
 class StopWhenStoreFails(tune.Stopper):

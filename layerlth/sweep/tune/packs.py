@@ -16,22 +16,21 @@ and a relaunch resumes each member from it, in whatever pack it lands. A member 
 retried up to --max-failures times (from its checkpoint), then stored as errored.
 """
 
+import io
 import json
 import logging
-import os
 import time
 import traceback
 
 import ray
+import torch
 from ray import tune
 from ray.tune.search import Searcher
 
-from layerlth.foundations.config import TrialConfig
-from layerlth.foundations.recipes import training_recipe
 from layerlth.sweep import tracking
 from layerlth.sweep.store import SweepStore
-from layerlth.tickets.trial import trial_work
-from layerlth.training.checkpoints import checkpoint_state, ticket_weights
+from layerlth.sweep.tune.callbacks import keep
+from layerlth.sweep.tune.trainable import Reporter, attempt, stored_result
 from layerlth.training.pack import Pack
 
 log = logging.getLogger("layerlth")
@@ -101,6 +100,8 @@ class PackSearcher(Searcher):
 
     def _member_done(self, member_id, record):
         if self.members.pop(member_id, None) is not None:
+            # the pack stored it, unless its worker could not write there (as for a trial alone)
+            keep(self.store, record, lambda: self.store.finished(record["trial_id"]) or self.store.save(record))
             self.inner.on_trial_complete(member_id, {"result_json": json.dumps(record)})
 
     def _member_failed(self, member_id, error):
@@ -115,9 +116,7 @@ class PackSearcher(Searcher):
             self.retry.append(params)
             return
         record = {**params["point"]["trial"], "trial_id": trial_id, "status": "errored", "error": error}
-        if not self.store.finished(trial_id):
-            self.store.save(record)
-            self.store.write_table()
+        keep(self.store, record, lambda: self.store.finished(trial_id) or self.store.save(record))
         self.inner.on_trial_complete(member_id, error=True)
 
     def on_trial_complete(self, trial_id, result=None, error=False):
@@ -138,60 +137,24 @@ def member_checkpoint_name(trial_id):
     return f"checkpoints/{trial_id}/state.pt"
 
 
-class MemberReporter:
-    """A member's callback: its metrics to its W&B run each epoch; its checkpoint every `every`
-    epochs and at its last to the sweep's storage; a ticket's final weights beside its record."""
+class MemberReporter(Reporter):
+    """A pack member's callback: as a trial's (`Reporter`), but nothing goes to Tune (the pack
+    reports its members as they leave) and its checkpoint is the member's own file in the storage."""
 
-    def __init__(self, every, last_epoch, run, attempts, config, store, trial_id, nodes=()):
-        self.every, self.last_epoch, self.run, self.attempts = every, last_epoch, run, attempts
-        self.config, self.store, self.trial_id, self.nodes = config, store, trial_id, nodes
-
-    def __call__(self, state):
-        if state.metrics is None:
-            return
-        if self.run is not None:
-            self.run.log(dict(state.metrics), step=state.epoch)
-        if state.epoch % self.every and state.epoch != self.last_epoch:
-            return
-        if state.epoch == self.last_epoch and not self.config.is_dense:
-            self.store.storage.write_bytes(self.store.weights_name(self.trial_id), ticket_weights(state, self.config))
-        import io
-
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(checkpoint_state(state, self.config, self.attempts, self.nodes), buffer)
-        self.store.storage.write_bytes(member_checkpoint_name(self.trial_id), buffer.getvalue())
+    def report(self, metrics, checkpoint=None):
+        if checkpoint is not None:
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            self.store.storage.write_bytes(member_checkpoint_name(self.trial_id), buffer.getvalue())
 
 
-def member_work(params, store, sweep, wandb_runs):
-    """A member as a pack runs it: resume from its newest checkpoint, W&B, callbacks, the record."""
-    from layerlth.sweep.tune.trainable import node_id, resume_state, test_failure, wandb_dir
-
-    point = params["point"]
-    stored = store.result(point["id"])
-    if stored and stored.get("status") == "finished":
+def member_work(params, store, runs):
+    """A member as a pack runs it: its record if stored already, else an attempt from its checkpoint."""
+    stored = stored_result(params, store)
+    if stored:
         return stored
-    config = TrialConfig.from_dict(point["trial"])
-    test_failure(point, store.storage)
-    resume = resume_state(None, store.storage, point["id"], config)
-    attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
-    nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [node_id()]
-    started = time.time()
-    run = tracking.start_run(config, sweep["name"], sweep["wandb_mode"], sweep["wandb_project"],
-                             sweep.get("wandb_entity"), wandb_dir(store.storage, sweep["wandb_mode"]),
-                             point.get("tags", ()))
-    wandb_runs[params["member_id"]] = run
-    reporter = MemberReporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config,
-                              store, point["id"], nodes)
-    result = yield from trial_work(config, callbacks=[reporter], resume=resume)
-    result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "attempt_nodes": nodes,
-               "wall_seconds": time.time() - started, "worker_pid": os.getpid(),
-               "wandb_run": run.dir if run is not None else None, "pack_trial": params.get("pack_trial")}
-    tracking.finish_run(run, result, teardown=False)
-    result = json.loads(json.dumps(result, default=str))
-    store.save(result)  # before reporting: a driver that dies now finds the member stored
-    return result
+    return (yield from attempt(params, store, reporter=MemberReporter, extra={"pack_trial": params["pack_trial"]},
+                               runs=runs))
 
 
 class MailboxSource:
@@ -209,7 +172,7 @@ class MailboxSource:
             self._ask(n)
         taken, self.queue = self.queue[:n], self.queue[n:]
         return [(params["member_id"], member_work(params | {"pack_trial": self.pack["id"]}, self.store,
-                                                  params["sweep"], self.wandb_runs)) for params in taken]
+                                                  self.wandb_runs)) for params in taken]
 
     def _ask(self, n):
         if not self.waiting:
@@ -242,7 +205,7 @@ def pack_trainable(params):
                              "final_test_acc": finished.result.get("final_test_acc")})
             else:
                 text = "".join(traceback.format_exception(finished.error))
-                tracking.finish_run(wandb_runs.get(finished.key), {"status": "errored"}, teardown=False)
+                tracking.finish_run(wandb_runs.get(finished.key), {"status": "errored"}, stop_service=False)
                 tune.report({"pack_failed_json": json.dumps({finished.key: text})})
     finally:
-        tracking.teardown()
+        tracking.stop_wandb()

@@ -29,8 +29,9 @@ from layerlth.foundations.config import TrialConfig
 from layerlth.foundations.recipes import training_recipe
 from layerlth.sweep import tracking
 from layerlth.sweep.store import SweepStore
-from layerlth.tickets.trial import run_trial
+from layerlth.tickets.trial import trial_work
 from layerlth.training.checkpoints import UnsafeCheckpoint, checkpoint_state, load_state, ticket_weights  # noqa: F401
+from layerlth.training.pack import run_alone
 
 STATE = "state.pt"
 log = logging.getLogger("layerlth")
@@ -64,8 +65,9 @@ def resume_state(checkpoint, storage, trial_id, config):
 
 
 class Reporter:
-    """Trial callback: metrics to Tune and W&B each epoch, a checkpoint every `every` epochs; a
-    ticket's final weights beside its record (the driver computes its CKA once the dense run lands)."""
+    """Trial callback: metrics to W&B each epoch, and to Tune through `report`; a checkpoint every
+    `every` epochs (and at the last); a ticket's final weights beside its record (the driver computes
+    its CKA once the dense run lands)."""
 
     def __init__(self, every, last_epoch, run, attempts, config, nodes=(), store=None, trial_id=None):
         self.every, self.last_epoch, self.run, self.attempts = every, last_epoch, run, attempts
@@ -78,12 +80,19 @@ class Reporter:
         if self.run is not None:
             self.run.log(metrics, step=state.epoch)
         if state.epoch % self.every and state.epoch != self.last_epoch:
-            tune.report(metrics)
+            self.report(metrics)
             return
         if state.epoch == self.last_epoch and self.store is not None and not self.config.is_dense:
             self.store.storage.write_bytes(self.store.weights_name(self.trial_id), ticket_weights(state, self.config))
+        self.report(metrics, checkpoint_state(state, self.config, self.attempts, self.nodes))
+
+    def report(self, metrics, checkpoint=None):
+        """The epoch's metrics to Tune, with the checkpoint when one is due."""
+        if checkpoint is None:
+            tune.report(metrics)
+            return
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(checkpoint_state(state, self.config, self.attempts, self.nodes), Path(directory) / STATE)
+            torch.save(checkpoint, Path(directory) / STATE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
@@ -106,36 +115,48 @@ def wandb_dir(storage, mode):
     return None if mode == "disabled" else storage.local_dir("wandb")
 
 
-def trainable(params):
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
+def attempt(params, store, checkpoint=None, reporter=Reporter, extra=None, runs=None):
+    """One attempt at a sweep's trial as the generator a pack drives (`trial_work` inside): from its
+    newest checkpoint (Tune's `checkpoint` or one left on storage), with its W&B run (kept in `runs`
+    by member id when given) and `reporter`'s callback; its record, `extra` fields added, stored before
+    it is returned. A worker that cannot write the store leaves the record to the driver."""
     point, sweep = params["point"], params["sweep"]
-    store = SweepStore(sweep["root"])
-    stored = store.result(point["id"])
-    if stored and stored.get("status") == "finished":
-        # finished before the driver died, but after Ray's last snapshot: nothing to redo
-        tune.report({"final_test_acc": stored["final_test_acc"], "result_json": json.dumps(stored)})
-        return
     config = TrialConfig.from_dict(point["trial"])
     test_failure(point, store.storage)
-    resume = resume_state(tune.get_checkpoint(), store.storage, point["id"], config)
+    resume = resume_state(checkpoint, store.storage, point["id"], config)
     attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
     nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [node_id()]
     started = time.time()  # W&B's start (up to its timeout on a dead network) is part of the trial's time
     run = tracking.start_run(config, sweep["name"], sweep["wandb_mode"], sweep["wandb_project"],
                              sweep.get("wandb_entity"), wandb_dir(store.storage, sweep["wandb_mode"]),
                              point.get("tags", ()))
-    reporter = Reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config, nodes,
+    if runs is not None:
+        runs[params["member_id"]] = run
+    callback = reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config, nodes,
                         store, point["id"])
-    result = run_trial(config, callbacks=[reporter], resume=resume)
+    result = yield from trial_work(config, callbacks=[callback], resume=resume)
     result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "attempt_nodes": nodes,
                "wall_seconds": time.time() - started, "worker_pid": os.getpid(),
-               "wandb_run": run.dir if run is not None else None}
-    tracking.finish_run(run, result)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()  # the worker may run the next trial: let trials packed beside it have the memory
+               "wandb_run": run.dir if run is not None else None, **(extra or {})}
+    tracking.finish_run(run, result, stop_service=runs is None)  # a pack's other members still log
     result = json.loads(json.dumps(result, default=str))  # the record exactly as the driver will read it
     try:
         store.save(result)  # before reporting: a driver that dies now finds the trial stored
     except OSError as error:  # e.g. a worker that does not see the driver's disk: the driver stores it
         log.warning("could not store trial %s here (%s); the driver will", point["id"], error)
+    return result
+
+
+def stored_result(params, store):
+    """The trial's record when it finished before the driver died (after Ray's last snapshot)."""
+    stored = store.result(params["point"]["id"])
+    return stored if stored and stored.get("status") == "finished" else None
+
+
+def trainable(params):
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
+    store = SweepStore(params["sweep"]["root"])
+    result = stored_result(params, store) or run_alone(attempt(params, store, tune.get_checkpoint()))
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the worker may run the next trial: let trials packed beside it have the memory
     tune.report({"final_test_acc": result["final_test_acc"], "result_json": json.dumps(result)})
