@@ -88,9 +88,6 @@ class EagerStep:
         self.loss_sum += loss.detach() * len(labels)  # stays on the device: no sync per step
         self.correct += (logits.argmax(1) == labels).sum()
 
-    def sync(self):
-        """Make the caller's stream see this step's work (nothing to do: eager work is on it)."""
-
     def totals(self):
         return float(self.loss_sum), int(self.correct)
 
@@ -109,7 +106,6 @@ class GraphedStep:
         with torch.cuda.stream(self.stream):
             self.loss_sum = torch.zeros((), device=device)
             self.correct = torch.zeros((), device=device, dtype=torch.long)
-        self.captures = 0
 
     def start_epoch(self, device):
         self.stream.wait_stream(torch.cuda.current_stream(self.device))
@@ -137,7 +133,6 @@ class GraphedStep:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, stream=self.stream):
             self._forward_backward(self.static_x, self.static_y)
-        self.captures += 1
 
     def step(self, inputs, labels):
         current = torch.cuda.current_stream(self.device)
