@@ -7,7 +7,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from layerlth.foundations.arch_names import identity
-from layerlth.foundations.field_checks import check_values, field_type
+from layerlth.foundations.field_checks import checked_values, field_type, hinted, raise_all
 
 # the values of the engine's switches (`training.fastpath` checks them where they are used)
 COMPILE_CHOICES = GRAPH_CHOICES = ("auto", True, False)
@@ -101,12 +101,14 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, values):
-        values = check_values(cls, values)  # type and range of each value, before anything uses it
+        # type and range of each value, before anything uses it
+        values, problems = checked_values(cls, values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown trial config keys {unknown}; allowed: {sorted(known)}")
-        values = dict(values)
+            message = f"unknown trial config keys {unknown}; allowed: {sorted(known)}"
+            problems.append((None, ValueError(hinted(message, unknown, known))))
+        raise_all(problems)  # every bad value and unknown key at once
         for name in ("checkpoint_epochs", "rewind_epochs", "robustness"):
             if name in values:
                 values[name] = tuple(values[name])

@@ -6,8 +6,12 @@ The type comes from the field's annotation (`int`, `float`, `bool`, `str`, `int 
 union such as `bool | str` takes a value of any of its types, e.g. compile: "auto", true or false).
 Ranges come from the metadata (`min`, `max`, `choices`, or `check`: a function that raises
 ValueError) or, for the fields below, from RANGES; a field with neither is type-checked only.
+Every bad value of a config is named at once (`BadValues`), a misspelt name with the nearest allowed
+one (`did_you_mean`).
 """
 
+import difflib
+import os
 import re
 import types
 import typing
@@ -52,6 +56,54 @@ RANGES = {
     "shortcut": {"choices": ("A", "B")}, "country": {"check": check_country}, "device": {"check": check_device},
     "stop_rungs": {"check": check_rung}, "stop_margin": {"min": 0},
 }
+
+
+class BadValues(ValueError):
+    """Several bad values of one config, all named: `problems` is [(field or None, exception)]."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        lines = "\n".join(f"  {error}" for _, error in self.problems)
+        super().__init__(f"{len(self.problems)} bad values:\n{lines}")
+
+
+def raise_all(problems):
+    """Nothing for no problem, one problem's own exception (its type kept), or all of them as one."""
+    if len(problems) == 1:
+        raise problems[0][1]
+    if problems:
+        raise BadValues(problems)
+
+
+def nearest(word, names):
+    """The name most like `word` (difflib's ratio >= 0.6, as `get_close_matches`), or None; case is
+    ignored, and a tie goes to the longer common start (resnet21: resnet20, not resnet32)."""
+    word = str(word).lower()
+    names = [n for n in names if isinstance(n, str)]
+    near = difflib.get_close_matches(word, [n.lower() for n in names], n=len(names) or 1)
+    if not near:
+        return None
+    best = difflib.SequenceMatcher(None, word, near[0]).ratio()
+    tied = [n for n in near if difflib.SequenceMatcher(None, word, n).ratio() == best]
+    pick = max(tied, key=lambda n: len(os.path.commonprefix([word, n])))
+    return next(n for n in names if n.lower() == pick)
+
+
+def did_you_mean(words, names):
+    """"did you mean 'x'?" naming the allowed names nearest to misspelt ones, or "" when none is near."""
+    words = [words] if isinstance(words, str) else list(words)
+    pairs = [(w, near) for w in words if (near := nearest(w, names)) is not None]
+    if not pairs:
+        return ""
+    if len(words) == 1:
+        return f"did you mean {pairs[0][1]!r}?"
+    return "did you mean " + ", ".join(f"{near!r} for {word!r}" for word, near in pairs) + "?"
+
+
+def hinted(message, words, names):
+    """`message` with the did-you-mean of `words` appended, when one is near."""
+    hint = did_you_mean(words, names)
+    return f"{message}; {hint}" if hint else message
 
 
 def field_type(f):
@@ -126,7 +178,9 @@ def check_value(f, value):
     typed = _typed(value, kind)
     if typed is None or not _in_range(typed, rules):
         none = " or null" if optional else ""
-        raise ValueError(f"{f.name}={value!r}: expected {_allowed(kind, rules)}{none}")
+        message = f"{f.name}={value!r}: expected {_allowed(kind, rules)}{none}"
+        named = isinstance(value, str) and "choices" in rules  # a misspelt choice: the nearest one
+        raise ValueError(hinted(message, value, rules["choices"]) if named else message)
     _check(f, typed, rules)
     return typed
 
@@ -138,7 +192,21 @@ def _check(f, value, rules):
         raise ValueError(f"{f.name}={value!r}: {error}") from error
 
 
-def check_values(cls, values):
-    """A copy of `values` with each known field checked and converted; unknown keys are left as they are."""
+def checked_values(cls, values):
+    """(a copy of `values` with each known field checked and converted, [(field, ValueError)] for each
+    bad one); unknown keys are left as they are."""
     known = {f.name: f for f in fields(cls)}
-    return {k: check_value(known[k], v) if k in known else v for k, v in values.items()}
+    converted, problems = {}, []
+    for key, value in values.items():
+        try:
+            converted[key] = check_value(known[key], value) if key in known else value
+        except ValueError as error:
+            problems.append((key, error))
+    return converted, problems
+
+
+def check_values(cls, values):
+    """`checked_values` that raises naming every bad value."""
+    converted, problems = checked_values(cls, values)
+    raise_all(problems)
+    return converted

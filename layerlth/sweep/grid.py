@@ -10,7 +10,8 @@ of its list-valued fields into trial configs, all validated before anything runs
 Keys are `TrialConfig` fields (see `layerlth ticket --help`). A list expands; a tuple-valued field
 (rewind_epochs, checkpoint_epochs) takes a list as its value, and a list of lists to expand.
 Each value's type and range are checked (`layerlth.foundations.field_checks`); a key written twice in one
-mapping and an explicit null are errors rather than silently meaning something.
+mapping and an explicit null are errors rather than silently meaning something. A grid's problems are
+named all at once, one line each, a misspelt key or name with the nearest allowed one.
 """
 
 import itertools
@@ -21,9 +22,9 @@ import yaml
 
 from layerlth.data import DatasetUnavailable, load_dataset
 from layerlth.foundations.config import TrialConfig
-from layerlth.foundations.field_checks import is_tuple
+from layerlth.foundations.field_checks import checked_values, hinted, is_tuple
 from layerlth.measure.robustness import prepare_robustness
-from layerlth.tickets.validate import validate
+from layerlth.tickets.validate import name_problems, validate
 
 GRIDS = Path(__file__).resolve().parents[2] / "sweeps" / "grids"
 _TUPLES = {f.name for f in fields(TrialConfig) if is_tuple(f)}
@@ -84,41 +85,97 @@ def load_grid(name_or_path):
 TEST_SWITCH = "_test_fail"  # test-only study key: "once" or "always" makes its trials fail
 
 
+class _Problems:
+    """A grid's problems, each said once (a bad default would fail every trial it reaches), all raised
+    together as one GridError, one line each."""
+
+    def __init__(self):
+        self.lines = {}
+
+    def add(self, line, key=None):
+        self.lines.setdefault(key or line, line)
+
+    def raise_any(self):
+        lines = list(self.lines.values())
+        if len(lines) > 1:
+            listed = "\n".join(f"  {line}" for line in lines)
+            raise GridError(f"{len(lines)} problems in the grid:\n{listed}")
+        if lines:
+            raise GridError(lines[0])
+
+
 def _axes(entry, where, extra=()):
+    """{field: [values]} of a grid entry (defaults, a study, a search); GridError naming every bad key."""
+    problems = _Problems()
+    axes = _entry_axes(entry, where, problems, extra)
+    problems.raise_any()
+    return axes
+
+
+def _entry_axes(entry, where, problems, extra=()):
+    """`_axes` that adds its problems to `problems`, leaving out the keys it cannot use (None: no mapping)."""
     if not isinstance(entry, dict):
-        raise GridError(f"{where}: must be a mapping of trial fields, got {entry!r}")
+        problems.add(f"{where}: must be a mapping of trial fields, got {entry!r}")
+        return None
     entry = {k: v for k, v in entry.items() if k not in (TEST_SWITCH, *extra)}
     unknown = sorted(set(entry) - _KNOWN)
     if unknown:
-        raise GridError(f"{where}: unknown fields {unknown}; allowed: {sorted(_KNOWN)}")
+        problems.add(hinted(f"{where}: unknown fields {unknown}; allowed: {sorted(_KNOWN)}", unknown, _KNOWN))
     axes = {}
     for key, value in entry.items():
+        if key in unknown:
+            continue
         if value is None or (isinstance(value, list) and None in value):
             default = TrialConfig.__dataclass_fields__[key].default
             recipe = " (the recipe's value)" if key in _RECIPE_OVERRIDES else ""
-            raise GridError(f"{where}: {key}: null is not a value; leave {key} out to use its default, "
-                            f"{default!r}{recipe}, or give a value")
+            problems.add(f"{where}: {key}: null is not a value; leave {key} out to use its default, "
+                         f"{default!r}{recipe}, or give a value")
+            continue
         expands = isinstance(value, list) and (key not in _TUPLES or (value and isinstance(value[0], list)))
         axes[key] = value if expands else [value]
     return axes
 
 
 def expand(grid):
-    """[(where, TrialConfig)], every config validated; duplicates (same hash) kept once."""
-    defaults = _axes(grid.get("defaults") or {}, "defaults")
+    """[(where, TrialConfig)], every config validated; duplicates (same hash) kept once. A grid with
+    problems raises one GridError naming each of them, before anything runs."""
+    problems = _Problems()
+    defaults = _entry_axes(grid.get("defaults") or {}, "defaults", problems) or {}
+    whole = not problems.lines  # the cross-field checks only where every key could be read
     trials = {}
     for index, study in enumerate(grid["studies"]):
         where = f"studies[{index}]"
-        axes = defaults | _axes(study, where)
+        before = len(problems.lines)
+        axes = _entry_axes(study, where, problems)
+        if axes is None:
+            continue
+        cross, axes = whole and len(problems.lines) == before, defaults | axes
         for values in itertools.product(*axes.values()):
             point = dict(zip(axes, values))
             label = f"{where} ({', '.join(f'{k}={v}' for k, v in point.items() if k in study)})"
-            try:
-                config = validate(TrialConfig.from_dict(point))
-            except (ValueError, TypeError, DatasetUnavailable) as error:
-                raise GridError(f"{label}: {error}") from error
-            trials.setdefault(config.hash(), (label, config))
+            config = _checked(point, study, label, problems, cross)
+            if config is not None:
+                trials.setdefault(config.hash(), (label, config))
+    problems.raise_any()
     return list(trials.values())
+
+
+def _checked(point, study, label, problems, cross):
+    """The point's validated TrialConfig, or None with its problems added: every bad value (said where
+    it is written: the study, or the defaults) and every unknown name; then, when there is none and
+    `cross`, the first of the checks across fields."""
+    _, bad = checked_values(TrialConfig, point)
+    bad += name_problems({k: v for k, v in point.items() if k not in {key for key, _ in bad}})
+    for key, error in bad:
+        where = label if key in study else "defaults"
+        problems.add(f"{where}: {error}", key=(where.split(" ")[0], key, str(error)))
+    if bad or not cross:
+        return None
+    try:
+        return validate(TrialConfig.from_dict(point))
+    except (ValueError, TypeError, DatasetUnavailable) as error:  # the same in a study's every seed: once
+        problems.add(f"{label}: {error}", key=(label.split(" ")[0], str(error)))
+        return None
 
 
 def failing_trials(grid):

@@ -4,9 +4,14 @@ starts (by the trial itself, a grid, a depth search's specs and the CLI)."""
 import torch
 
 from layerlth.criteria import AGGREGATES, CRITERIA, check_applicable, check_criterion
-from layerlth.data import check_dataset, image_shape
-from layerlth.foundations.recipes import training_recipe
+from layerlth.data import DatasetUnavailable, check_dataset, image_shape
+from layerlth.data.sources import NAMES as DATASETS
+from layerlth.foundations.arch_names import CIFAR_NAMED, CIFAR_STEM, RESNETS, TORCHVISION, VIT_CIFAR
+from layerlth.foundations.field_checks import hinted, raise_all
+from layerlth.foundations.recipes import RECIPES, get_recipe, training_recipe
+from layerlth.measure.robustness import KINDS as ROBUSTNESS
 from layerlth.measure.robustness import check_robustness
+from layerlth.measure.robustness.evaluate import SOURCES
 from layerlth.models import SHORTCUTS, check_arch, checked_network, max_removable
 from layerlth.models.filters import prunable_convs
 from layerlth.tickets import procedures as tickets
@@ -15,15 +20,58 @@ from layerlth.tickets.rounds import check_rounds
 from layerlth.training.fastpath import check_compile, check_graph
 
 KINDS = ("dense", "at_init", "after_training", "filter")
+# the architectures with a plain name (cifar_resnet{N} and user callables are patterns, not names)
+ARCH_NAMES = (*(f"resnet{depth}" for depth in CIFAR_NAMED), *TORCHVISION, VIT_CIFAR,
+              *(r + CIFAR_STEM for r in RESNETS))
+
+
+def one_of(what, names):
+    """The check that a value is one of `names` (listed as given), worded as the other checks."""
+    def check(value):
+        if value not in names:
+            raise ValueError(f"unknown {what} {value!r}; allowed: {names}")
+    return check
+
+
+def check_robustness_kinds(kinds):
+    unknown = [k for k in kinds if k not in ROBUSTNESS]
+    if unknown:
+        raise ValueError(f"unknown robustness {unknown}; allowed: {list(ROBUSTNESS)}")
+
+
+# field: (its check, the names it allows), each checked on its own so that all bad names are named at once
+NAMED = {"kind": (one_of("kind", list(KINDS)), KINDS), "arch": (check_arch, ARCH_NAMES),
+         "criterion": (check_criterion, CRITERIA), "dataset": (check_dataset, DATASETS),
+         "recipe": (get_recipe, RECIPES),
+         "shortcut": (one_of("shortcut", sorted(SHORTCUTS)), SHORTCUTS),
+         "aggregate": (one_of("aggregate", sorted(AGGREGATES)), AGGREGATES),
+         "robustness": (check_robustness_kinds, ROBUSTNESS),
+         "corruption_source": (one_of("corruption_source", list(SOURCES)), SOURCES)}
+
+
+def name_problems(values):
+    """[(field, error)] for each name among `values` (a config's dict) that names nothing, an unknown one
+    with the nearest allowed name."""
+    problems = []
+    for field, (check, names) in NAMED.items():
+        if field not in values:
+            continue
+        value = values[field]
+        try:
+            check(value)
+        except (ValueError, DatasetUnavailable) as error:
+            # an unknown name, not one of a known form with a bad part (cifar_resnet21 has its own message)
+            if str(error).startswith("unknown"):
+                words = [v for v in value if v not in names] if isinstance(value, (list, tuple)) else value
+                error = ValueError(hinted(str(error), words, names))
+            problems.append((field, error))
+    return problems
 
 
 def validate(config):
-    """Every check that needs no data or training; raises ValueError naming the bad value."""
-    if config.kind not in KINDS:
-        raise ValueError(f"unknown kind {config.kind!r}; allowed: {list(KINDS)}")
-    check_arch(config.arch)
-    check_criterion(config.criterion)
-    check_dataset(config.dataset)
+    """Every check that needs no data or training; raises ValueError naming the bad value (every bad
+    name at once: `BadValues`)."""
+    raise_all(name_problems(config.to_dict()))
     check_robustness(config)
     check_compile(config.compile)
     check_graph(config.graph, config.compile)
@@ -32,10 +80,6 @@ def validate(config):
     recipe = training_recipe(config)
     if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
         raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {recipe}")
-    if config.shortcut not in SHORTCUTS:
-        raise ValueError(f"unknown shortcut {config.shortcut!r}; allowed: {sorted(SHORTCUTS)}")
-    if config.aggregate not in AGGREGATES:
-        raise ValueError(f"unknown aggregate {config.aggregate!r}; allowed: {sorted(AGGREGATES)}")
     for name in ("score_batches", "score_batch_size", "min_per_stage", "pls_components"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")

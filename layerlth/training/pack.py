@@ -54,10 +54,12 @@ class _Member:
 
 
 class Pack:
-    def __init__(self, slots):
+    def __init__(self, slots, log_failures=True):
+        """`log_failures`: log each member's failure as it leaves (a pack of one raises it to its
+        caller instead, who reports it: logged here too, the user would read it twice)."""
         if slots < 1:
             raise ValueError(f"a pack needs at least 1 slot, got {slots}")
-        self.slots = slots
+        self.slots, self.log_failures = slots, log_failures
 
     def run(self, source):
         """Train what `source` hands out, `slots` at a time; yield a `Finished` per member as it leaves."""
@@ -107,7 +109,8 @@ class Pack:
             except StopIteration as stop:
                 return Finished(member.key, result=stop.value)
             except Exception as failure:  # noqa: BLE001
-                log.error("pack member %s failed: %s: %s", member.key, type(failure).__name__, failure)
+                if self.log_failures:
+                    log.error("pack member %s failed: %s: %s", member.key, type(failure).__name__, failure)
                 return Finished(member.key, error=failure)
             member.run, error = run, None
             energy.join(run, *run.energy_terms)
@@ -121,7 +124,7 @@ class Pack:
 
 def run_alone(work):
     """A trial generator trained by a pack of one: its result, or its exception raised."""
-    [finished] = Pack(1).run([(None, work)])
+    [finished] = Pack(1, log_failures=False).run([(None, work)])
     if finished.error is not None:
         raise finished.error
     return finished.result
