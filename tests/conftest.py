@@ -1,19 +1,34 @@
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-# LAYERLTH_TEST_DATA points the tests at a copy of the subset where ../shared/data is not there
-# (a GPU machine that gets only the working tree: benchmarks/gpu_suite.py sets it)
-SUBSET = Path(os.environ.get("LAYERLTH_TEST_DATA")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset.npz")
+from layerlth.data import subset
+
+# the fast suite's real images, committed (tests/data/cifar10-fixture/README.md says which)
+FIXTURE = Path(__file__).parent / "data" / "cifar10-fixture" / "cifar10-fixture.npz"
+FIXTURE_SHA256 = "e1790939aaacbed6e27e130d8ff0ccfc13814eb5253463329b9afde6b81b3bfb"
+# the larger subset for slow and CUDA tests, looked for now: the tests move LAYERLTH_DATA to tmp dirs
+SUBSET = subset.find_subset()
+
+
+@pytest.fixture(scope="session")
+def cifar_fixture():
+    """1,600 real CIFAR-10 images committed with the tests: the first 1,280 of the training set, the
+    first 320 of the test set (the subset's first images, so a test of N <= 1,102 sees the same)."""
+    found = hashlib.sha256(FIXTURE.read_bytes()).hexdigest()
+    assert found == FIXTURE_SHA256, f"{FIXTURE} has sha256 {found}, not {FIXTURE_SHA256}: it was changed"
+    return str(FIXTURE)
 
 
 @pytest.fixture(scope="session")
 def cifar_subset():
-    """Real CIFAR-10 images (10% of the training set) shipped beside the project."""
-    assert SUBSET.is_file(), f"{SUBSET} is missing: the tests read real images from it (or set LAYERLTH_TEST_DATA)"
+    """The 10% CIFAR-10 subset (`layerlth.data.subset`); without it the run stops with one line."""
+    if SUBSET is None:
+        pytest.exit(f"slow tests need {subset.NAME}, found in none of {', '.join(map(str, subset.places()))}: "
+                    f"{subset.HOW_TO_GET}", returncode=1)
     return str(SUBSET)
 
 

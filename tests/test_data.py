@@ -6,10 +6,18 @@ from layerlth.data import Batches, DatasetUnavailable, check_dataset, load_datas
 from layerlth.data.batches import random_crop, random_flip
 
 
+def test_npz_reads_the_committed_cifar_images(cifar_fixture):
+    data = load_dataset(cifar_fixture)
+    assert (len(data.train_x), len(data.test_x)) == (1280, 320)
+    assert data.image_size == (3, 32, 32) and data.num_classes == 10 and data.pad == 4
+    counts = torch.bincount(data.train_y)
+    assert len(counts) == 10 and int(counts.min()) > 100  # about balanced
+
+
+@pytest.mark.slow
 def test_npz_reads_the_real_cifar_subset(cifar_subset):
     data = load_dataset(cifar_subset)
     assert (len(data.train_x), len(data.test_x)) == (5170, 1017)
-    assert data.image_size == (3, 32, 32) and data.num_classes == 10 and data.pad == 4
     counts = torch.bincount(data.train_y)
     assert len(counts) == 10 and int(counts.min()) > 400  # about balanced
 
@@ -65,8 +73,8 @@ def test_random_flip_flips_some_images_horizontally():
     assert 10 < sum(flipped) < 54
 
 
-def test_batches_cover_each_image_once_and_are_seeded(cifar_subset):
-    data = load_dataset(cifar_subset).subset(train=300)
+def test_batches_cover_each_image_once_and_are_seeded(cifar_fixture):
+    data = load_dataset(cifar_fixture).subset(train=300)
     first = list(Batches(data, 128, True, torch.Generator().manual_seed(3)))
     again = list(Batches(data, 128, True, torch.Generator().manual_seed(3)))
     assert sum(len(y) for _, y in first) == 300

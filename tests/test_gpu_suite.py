@@ -40,13 +40,13 @@ def test_without_cuda_it_says_so_at_once_and_exits_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_dry_runs_every_stage_within_caps_rewriting_its_summary_where_ray_and_co_are_missing(tmp_path, cifar_subset):
+def test_dry_runs_every_stage_within_caps_rewriting_its_summary_where_ray_and_co_are_missing(tmp_path, cifar_fixture):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)  # in every Python process the suite starts
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
     out = tmp_path / "out"
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, str(SUITE), str(out), "--dry", "--data", cifar_subset,
+    process = subprocess.Popen([sys.executable, str(SUITE), str(out), "--dry", "--data", cifar_fixture,
                                 "--cap", "speedup=0.05"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     seen = set()  # the stage statuses of every summary.json read while the suite runs

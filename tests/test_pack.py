@@ -38,10 +38,10 @@ def learned(row):
 
 
 @pytest.fixture(scope="module")
-def alone(cifar_subset, tmp_path_factory):
+def alone(cifar_fixture, tmp_path_factory):
     torch.manual_seed(0)
     return {label: run_trial(config) for label, config in
-            configs(cifar_subset, tmp_path_factory.mktemp("alone")).items()}
+            configs(cifar_fixture, tmp_path_factory.mktemp("alone")).items()}
 
 
 def packed(configs_by_label, callbacks=None, resume=None, slots=3):
@@ -50,8 +50,8 @@ def packed(configs_by_label, callbacks=None, resume=None, slots=3):
     return {f.key: f for f in Pack(slots).run(Works(works))}
 
 
-def test_each_member_of_a_pack_gets_the_row_it_gets_alone(cifar_subset, tmp_path, alone):
-    finished = packed(configs(cifar_subset, tmp_path / "dense"))
+def test_each_member_of_a_pack_gets_the_row_it_gets_alone(cifar_fixture, tmp_path, alone):
+    finished = packed(configs(cifar_fixture, tmp_path / "dense"))
     assert {label: f.error for label, f in finished.items()} == dict.fromkeys(MEMBERS)
     for label, row in alone.items():
         assert learned(finished[label].result) == learned(row), label
@@ -59,20 +59,20 @@ def test_each_member_of_a_pack_gets_the_row_it_gets_alone(cifar_subset, tmp_path
     assert len(alone["grasp p=2 resnet32"]["removed"]) == 2 and alone["dense resnet20"]["removed"] == []
 
 
-def test_a_member_that_raises_leaves_and_the_others_finish(cifar_subset, tmp_path, alone):
+def test_a_member_that_raises_leaves_and_the_others_finish(cifar_fixture, tmp_path, alone):
     def explode(state):
         if state.epoch == 1:
             raise RuntimeError("boom in epoch 1")
 
-    finished = packed(configs(cifar_subset, tmp_path / "dense"), callbacks={"grasp p=2 resnet32": [explode]})
+    finished = packed(configs(cifar_fixture, tmp_path / "dense"), callbacks={"grasp p=2 resnet32": [explode]})
     assert isinstance(finished["grasp p=2 resnet32"].error, RuntimeError)
     assert "boom in epoch 1" in str(finished["grasp p=2 resnet32"].error)
     for label in ("dense resnet20", "filter snip p=1 resnet20"):
         assert learned(finished[label].result) == learned(alone[label])
 
 
-def test_a_nan_loss_fails_its_member_only(cifar_subset, tmp_path):
-    members = configs(cifar_subset, tmp_path / "dense")
+def test_a_nan_loss_fails_its_member_only(cifar_fixture, tmp_path):
+    members = configs(cifar_fixture, tmp_path / "dense")
     members["grasp p=2 resnet32"] = TrialConfig(**{**members["grasp p=2 resnet32"].to_dict(), "lr": 1e30})
     finished = packed({k: members[k] for k in ("grasp p=2 resnet32", "filter snip p=1 resnet20")})
     assert "training loss is nan" in str(finished["grasp p=2 resnet32"].error).lower()
@@ -83,8 +83,8 @@ class PowerCut(BaseException):
     """The process dies: nothing below the pack catches it."""
 
 
-def test_a_pack_cut_mid_epoch_resumes_each_member_from_its_checkpoint(cifar_subset, tmp_path, alone, monkeypatch):
-    members = configs(cifar_subset, tmp_path / "dense")
+def test_a_pack_cut_mid_epoch_resumes_each_member_from_its_checkpoint(cifar_fixture, tmp_path, alone, monkeypatch):
+    members = configs(cifar_fixture, tmp_path / "dense")
     store = SweepStore(tmp_path / "sweep")
 
     def reporters():

@@ -17,10 +17,10 @@ from layerlth.training.loop import evaluate, train
 
 
 @pytest.fixture(scope="module")
-def trained(cifar_subset):
+def trained(cifar_fixture):
     """ResNet-20 after 4 short epochs on 1024 real CIFAR-10 images: well above chance, far from good."""
     torch.manual_seed(0)
-    data = load_dataset(cifar_subset).subset(train=1024)
+    data = load_dataset(cifar_fixture).subset(train=1024)
     model = build_model("resnet20")
     history = train(model, data, get_recipe("he2016").scaled(4, 64, None), seed=0)
     assert history[-1]["test_acc"] > 0.2  # chance is 0.1
@@ -33,7 +33,9 @@ def test_generated_corruptions_hurt_more_as_severity_grows(trained, tmp_path, mo
     assert found["source"] == "generated" and found["images"] == 80
     assert set(found["corruptions"]) == set(corruptions.ALL) and len(corruptions.STANDARD) == 15
     severities = found["severities"]
-    assert severities["5"] < severities["1"] < found["clean_acc"]
+    # severity 1 sits within a few of 80 images of clean for this weak net, which CPUs' float
+    # kernels (AVX2, AVX-512, AMX) tip either way: the firm facts are at severity 5 and on average
+    assert severities["5"] < severities["1"] and severities["5"] < found["clean_acc"] - 0.02
     assert found["mean_standard"] < found["clean_acc"]
     assert found["mean_standard"] == pytest.approx(np.mean([found["corruptions"][c]["mean"] for c in corruptions.STANDARD]))
     # cached once per dataset: a second call reads the folder instead of generating
@@ -126,8 +128,8 @@ def test_a_download_that_fails_the_published_md5_is_refused(tmp_path, monkeypatc
 
 def test_cifar102_is_read_from_its_published_layout(trained, tmp_path):
     model, data = trained
-    x = data.test_x.repeat(2, 1, 1, 1)[:2000]
-    y = data.test_y.repeat(2)[:2000]
+    x = data.test_x.repeat(7, 1, 1, 1)[:2000]  # the committed images: 320 test images, repeated
+    y = data.test_y.repeat(7)[:2000]
     np.savez(tmp_path / archives.CIFAR102_FILE, images=x.permute(0, 2, 3, 1).numpy(), labels=y.numpy(),
              label_names=np.array(["airplane"] * 10), ti_indices=np.arange(2000), keywords=np.array(["k"] * 2000))
     found = cifar102_accuracy(model, data, tmp_path)

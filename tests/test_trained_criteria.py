@@ -75,9 +75,9 @@ def test_pls_scores_every_block_from_its_channels():
 
 
 @pytest.fixture(scope="module")
-def real_batches(cifar_subset):
+def real_batches(cifar_fixture):
     """Two batches of 32 real CIFAR-10 training images, normalised per channel."""
-    with np.load(cifar_subset) as arrays:
+    with np.load(cifar_fixture) as arrays:
         x, y = arrays["train_x"][:64].astype(np.float32), arrays["train_y"][:64].astype(np.int64)
     x = (x - x.mean((0, 2, 3), keepdims=True)) / x.std((0, 2, 3), keepdims=True)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
