@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-slow test-latest docs clean
+.PHONY: install demo test test-slow test-data test-latest docs clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# The slow tests' and benchmarks' CIFAR-10 subset (10%, 18 MB), where none is found: downloads
+# CIFAR-10 (163 MB) into the layerlth data cache and cuts it there (docs/development.md).
+test-data: install
+	$(PY) -m layerlth.data.subset
 
 # The site (docs/, mkdocs.yml) into site/: open site/index.html. Strict: a warning, a broken link or
 # anchor, or a reference to a symbol that does not exist fails the build. Offline: no web fonts, the

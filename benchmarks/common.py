@@ -95,12 +95,21 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
+def default_data():
+    """The CIFAR-10 subset where `layerlth.data.subset` finds it, else where `make test-data` puts it
+    (a missing file is then named by the dataset check, with how to make it)."""
+    from layerlth.data import subset
+
+    return str(subset.find_subset() or subset.places()[-1])
+
+
 def parser(description, quick_help):
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--repeats", type=int, help="repetitions of each variant (default: 3 quick, 5 full)")
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-subset.npz"),
-                   help="dataset: cifar10, or an .npz of CIFAR images (default: the CIFAR-10 subset beside the project)")
+    p.add_argument("--data", default=default_data(),
+                   help="dataset: cifar10, or an .npz of CIFAR images (default: the CIFAR-10 subset, "
+                        "found as the slow tests find it; `make test-data` makes it)")
     return p
 
 

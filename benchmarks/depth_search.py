@@ -29,7 +29,7 @@ from layerlth.search.early import agreement
 from layerlth.sweep.local_search import stored, trainer
 from layerlth.sweep.store import SweepStore
 
-DATA = common.ROOT.parent / "shared" / "data" / "cifar10-subset.npz"
+DATA = common.default_data()
 
 
 def grid_p_star(search, records):

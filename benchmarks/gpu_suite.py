@@ -117,7 +117,8 @@ def main(argv=None):
         return 2
     if not args.dry and not Path(args.data).is_file():
         print(f"gpu_suite.py: {args.data} is missing. Copy the subset into the tree (mkdir -p data && cp "
-              f"../shared/data/cifar10-subset.npz data/) and carry data/ to the GPU machine.", file=sys.stderr)
+              f"\"$(python -m layerlth.data.subset --where)\" data/; `make test-data` makes it) and carry "
+              f"data/ to the GPU machine.", file=sys.stderr)
         return 2
     if Path(args.data).is_file():
         args.data = str(Path(args.data).resolve())

@@ -96,11 +96,15 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", help="where CIFAR-10 and the subset go (default: the layerlth data cache)")
     parser.add_argument("--where", action="store_true", help="only print where the subset is found")
+    parser.add_argument("--force", action="store_true", help="cut it again even where one is found")
     args = parser.parse_args(argv)
+    found = find_subset()
     if args.where:
-        found = find_subset()
         print(found or f"not found in {', '.join(map(str, places()))}: {HOW_TO_GET}")
         return 0 if found else 1
+    if found and not args.force:
+        print(f"{found} is there already (sha256 {sha256(found)}); --force cuts it again")
+        return 0
     path = make_subset(args.root)
     print(f"{path} (sha256 {sha256(path)})")
     return 0
