@@ -5,6 +5,7 @@ import json
 import logging
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from layerlth.analysis.report import DESCRIPTION as REPORT_HELP
 from layerlth.analysis.report import add_arguments as add_report_arguments
@@ -91,19 +92,32 @@ def _ticket_line(ticket, info):
 
 
 def ticket(args):
-    result = run_trial(from_arguments(args))  # run_trial validates before any work
-    if not args.history:
-        result.pop("history")
-    print(json.dumps(result, indent=2, default=str))
+    """Run the trial, keep its record (--out-dir, else results/trials/<hash>/), print a summary or --json."""
+    from layerlth.analysis.summary import trial_lines
+
+    config = from_arguments(args)
+    if config.out_dir is None:  # nothing a user ran is lost: the record is written where it can be found
+        config = replace(config, out_dir=str(Path("results/trials") / config.hash()))
+    result = run_trial(config)  # run_trial validates before any work
+    if args.json:
+        if not args.history:
+            result.pop("history")
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(trial_lines(result, Path(config.out_dir) / "result.json"))
 
 
 def verdict(args):
     from layerlth.analysis.results import load_rows
     from layerlth.tickets.verdict import format_verdicts, verdicts
 
-    table = verdicts(load_rows(args.results))
+    rows = load_rows(args.results)
+    if not rows:
+        raise ValueError(f"no trial records in {' '.join(args.results)}")
+    table = verdicts(rows)
     if not table:
-        raise ValueError(f"no ticket with a matching dense baseline in {args.results}")
+        raise ValueError(f"{len(rows)} trial records in {' '.join(args.results)}, but no finished ticket with "
+                         f"finished dense runs of its setting (arch, dataset, recipe, epochs, train_subset)")
     print(json.dumps(table, indent=2) if args.json else format_verdicts(table))
 
 
@@ -155,13 +169,15 @@ def parser():
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=inspect)
 
-    p = commands.add_parser("ticket", help="run one trial (dense if -p 0) and print its result as JSON")
+    p = commands.add_parser("ticket", help="run one trial (dense if -p 0), keep its record, print a summary")
     add_arguments(p)
-    p.add_argument("--history", action="store_true", help="include the per-epoch metrics")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON instead of a summary")
+    p.add_argument("--history", action="store_true", help="with --json: include the per-epoch metrics")
     p.set_defaults(run=ticket)
 
     p = commands.add_parser("verdict", help="which tickets win: mean/std over seeds vs their dense runs")
-    p.add_argument("results", nargs="+", help="result.json files, directories holding them, or results CSV/Parquet")
+    p.add_argument("results", nargs="+", help="sweep directories, folders of sweeps, trials/, result.json files, "
+                                              "or a sweep's results.csv/.parquet")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=verdict)
 

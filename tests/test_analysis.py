@@ -278,3 +278,30 @@ def test_iterative_tickets_get_their_own_row_and_figure_column_without_the_paper
     assert cells["grasp"]["p=1"].paper == -0.5 and "p=1" not in cells["grasp k=3"]  # the paper's is one shot
     labels = [t.get_text() for t in removed_blocks(rows).axes[0].get_xticklabels()]
     assert labels.index("grasp p=3 k=3") == labels.index("grasp p=3") + 1
+
+
+def test_verdict_reads_every_kind_of_path_a_sweep_leaves_and_gives_what_the_sweep_printed(sweep, tmp_path, capsys,
+                                                                                           caplog):
+    import shutil
+
+    from layerlth.analysis.summary import summary
+    from layerlth.cli import main
+    from layerlth.tickets.verdict import format_verdicts, verdicts
+
+    root = tmp_path / "results" / "sweeps" / "tiny"
+    shutil.copytree(sweep["root"], root)
+    ray_dir = root / "tune" / "sweep-1" / "abc"  # Ray Tune's JSON-lines log, beside a sweep's records
+    ray_dir.mkdir(parents=True)
+    (ray_dir / "result.json").write_text('{"training_iteration": 1}\n{"training_iteration": 2}\n')
+    printed = format_verdicts(verdicts(sweep["rows"]))
+    assert printed in summary(sweep["rows"]) and printed.count("\n") == 5  # what the sweep printed
+    for path in (tmp_path / "results", root.parent, root, root / "trials", root / "results.csv",
+                 root / "results.parquet"):
+        main(["verdict", str(path)])
+        assert capsys.readouterr().out.strip() == printed.strip(), path
+    for path in (root / "tune", ray_dir / "result.json"):  # Ray's files only: named, never a bare JSON error
+        with pytest.raises(SystemExit) as exit_:
+            main(["verdict", str(path)])
+        error = capsys.readouterr().err
+        assert exit_.value.code == 2 and str(path) in error and "Extra data" not in error.splitlines()[-1]
+    assert "skipped 1 files that are not trial records" in caplog.text and str(ray_dir) in caplog.text

@@ -53,3 +53,10 @@ def test_killed_search_resumes_to_the_same_p_star(ray_session, tmp_path, capsys)
     assert found["trained_now"] == found["trials"] - len(before)
     plain_accs = {r["trial_id"]: r["final_test_acc"] for r in rows(tmp_path / "plain" / "deep").values()}
     assert {t: r["final_test_acc"] for t, r in after.items()} == plain_accs  # same trials, same results
+    # a relaunch of the finished search runs nothing and prints what is stored: every trial, the verdicts
+    capsys.readouterr()
+    assert sweep_cli.main(argv) == 0
+    again = capsys.readouterr().out
+    [counts] = [line for line in again.splitlines() if line.startswith("trials: ")]
+    assert sum(int(part.split()[0]) for part in counts[len("trials: "):].split(", ")) == len(after)
+    assert "no ticket has a finished dense baseline" not in again and "wins(xi=0/1/std)" in again

@@ -62,18 +62,26 @@ class Built:
     markdown: str
 
 
+def home(path):
+    """The directory a report of `path` belongs to: a sweep's own for its trials/ or results table."""
+    path = Path(path).resolve()
+    if path.name == "trials" or path.name in ("results.csv", "results.parquet"):
+        return path.parent
+    return path if path.is_dir() else None
+
+
 def output_dir(paths, out):
     if out:
         return Path(out)
-    if len(paths) == 1 and Path(paths[0]).is_dir():
-        return Path(paths[0]) / "report"
+    if len(paths) == 1 and home(paths[0]) is not None:
+        return home(paths[0]) / "report"
     raise ValueError(f"where should the report go? give --out DIR (inputs {[str(p) for p in paths]} "
-                     "are not one directory)")
+                     "are not one sweep or directory)")
 
 
 def sweep_name(paths):
     first = Path(paths[0]).resolve()
-    return first.name if first.is_dir() else first.parent.name
+    return (home(first) or first.parent).name
 
 
 def _write(path, data):

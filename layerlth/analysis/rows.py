@@ -1,40 +1,18 @@
 """Result rows for analysis: read from a sweep or result files, cleaned, and grouped the way
 `layerlth.tickets.verdict` compares them (a ticket setting against the dense runs of its setting)."""
 
-import json
 import math
 from pathlib import Path
 
-from layerlth.analysis.results import load_rows
+from layerlth.analysis.results import clean, load_rows  # noqa: F401 (clean re-exported)
 from layerlth.foundations.config import TrialConfig
 from layerlth.foundations.recipes import training_recipe
 from layerlth.tickets.verdict import BASELINE, TICKET, finished, is_dense, value  # noqa: F401 (re-exported)
 
-# values a results table stores as JSON text, and integers a column with gaps turns into floats
-_NESTED = ("removed", "history", "scores", "attempt_start_epochs", "removal_rounds")
-_INTEGERS = ("p", "rounds", "rewind", "seed", "epochs", "batch_size", "train_subset", "epochs_trained")
-
-
 def read_rows(paths):
-    """Rows of a sweep directory (its trials/), or of result files/dirs/tables as `layerlth verdict`
-    takes them. Table cells that were empty (NaN) become None, nested JSON text becomes lists."""
-    paths = [Path(p) for p in paths]
-    sources = [p / "trials" if (p / "trials").is_dir() else p for p in paths]
-    return [clean(row) for row in load_rows(sources)]
-
-
-def clean(row):
-    row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-    for name in _NESTED:
-        if isinstance(row.get(name), str):
-            try:
-                row[name] = json.loads(row[name])
-            except json.JSONDecodeError:
-                pass
-    for name in _INTEGERS:
-        if isinstance(row.get(name), float) and row[name].is_integer():
-            row[name] = int(row[name])
-    return row
+    """Rows of sweep directories, folders of sweeps, trials/, result files or results tables, as
+    `layerlth verdict` takes them (`results.load_rows`), cleaned."""
+    return [clean(row) for row in load_rows(paths)]
 
 
 def baseline_key(row):

@@ -291,15 +291,17 @@ def run(args):
             run_sweep(todo, args, root, store)
             guard.check()  # a driver that lost its lease leaves the records to the one holding it
             record_unrun(todo, store)
+        shown = [c.hash() for _, c in entries]
         if search_list:
             searcher = run_searches(search_list, args, root, store)
             guard.check()
             report_searches(searcher, store)
+            shown += [h for h in searcher.records.known if h not in shown]  # stored or run now
         filled = fill_similarity(store, {c.arch for _, c in entries} | {s.base.arch for s in search_list})
         if filled:
             print(f"cka_vs_dense filled in for {filled} tickets that finished before their dense run")
         frame = store.write_table()
-    print(summary(store, [c.hash() for _, c in entries]))
+    print(summary(store, shown))
     print(f"results: {store.csv_path} (and results.parquet)")
     # a ticket stopped early by a depth search is a verdict, not a failure
     return 0 if frame.get("status", pd.Series(dtype=str)).isin(["finished", "stopped_early"]).all() else 1
