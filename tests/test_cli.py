@@ -33,11 +33,21 @@ def test_inspect_table_names_why_a_block_is_kept(capsys):
     assert "stage2.block1" in out and "changes resolution or width" in out and "4.72M MACs  removable" in out
 
 
-def test_ticket_prints_the_result_as_json(capsys):
-    main(["ticket", "--dataset", "synthetic", "-p", "1", "--criterion", "snip", "--epochs", "1",
-          "--recipe", "he2016", "--score-batches", "1", "--no-emissions"])
+def test_ticket_ends_with_a_summary_keeps_its_record_and_prints_it_whole_with_json(capsys, tmp_path):
+    argv = ["ticket", "--dataset", "synthetic", "-p", "1", "--criterion", "snip", "--epochs", "1",
+            "--recipe", "he2016", "--score-batches", "1"]
+    main(argv + ["--no-emissions"])
+    out = capsys.readouterr().out.strip().splitlines()
+    [record_line] = [line for line in out if line.startswith("record: ")]
+    record = json.loads((tmp_path / record_line.split()[1]).read_text())  # the test runs in tmp_path
+    assert record_line.split()[1] == f"results/trials/{record['trial_id']}/result.json"
+    assert len(out) <= 10 and out[0].startswith("resnet20 at_init snip p=1 on synthetic, seed 0: finished")
+    assert f"{record['final_test_acc']:.2%}" in out[1] and any(record["removed"][0] in line for line in out)
+    main(argv + ["--no-emissions", "--json", "--out-dir", str(tmp_path / "mine")])
     result = json.loads(capsys.readouterr().out)
     assert len(result["removed"]) == 1 and "history" not in result
+    assert result == {k: v for k, v in json.loads((tmp_path / "mine" / "result.json").read_text()).items()
+                      if k != "history"} | {"out_dir": str(tmp_path / "mine")}
 
 
 @pytest.mark.parametrize(

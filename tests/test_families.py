@@ -181,7 +181,7 @@ def test_attention_weights_count_in_at_init_scores():
 
 def test_user_model_through_layerlth_ticket(capsys):
     assert cli.main(["ticket", "--arch", "user_model:build", "--dataset", "digits", "-p", "1", "--epochs", "1",
-                     "--criterion", "snip", "--no-emissions", "--score-batches", "1"]) in (0, None)
+                     "--criterion", "snip", "--no-emissions", "--score-batches", "1", "--json"]) in (0, None)
     row = json.loads(capsys.readouterr().out)
     assert row["arch"] == "user_model:build" and row["removed"] and row["removed"][0].startswith("2.")
     assert row["macs"] < row["dense_macs"] and row["final_test_acc"] is not None

@@ -41,3 +41,29 @@ def summary(rows):
     table = verdicts(rows)
     lines.append(format_verdicts(table) if table else "no ticket has a finished dense baseline to compare with")
     return "\n".join(lines)
+
+
+def trial_lines(row, record=None):
+    """One trial's result in a few lines (what `layerlth ticket` ends with); `record` is where its
+    whole record was written."""
+    lines = [f"{row['arch']} {_what(row)} on {row['dataset']}, seed {row['seed']}: {row.get('status')}"]
+    if row.get("final_test_acc") is not None:
+        lines.append(f"  test accuracy  {row['final_test_acc']:.2%} (best {row['best_test_acc']:.2%}) after "
+                     f"{row['epochs_trained']} epochs")
+    for name, label, unit, scale in (("params", "parameters", "k", 1e3), ("macs", "MACs", "M", 1e6)):
+        if row.get(name) is not None:
+            dense, digits = row.get(f"dense_{name}"), 1 if unit == "k" else 2
+            less = (f" (-{1 - row[name] / dense:.1%} vs dense {dense / scale:,.{digits}f}{unit})"
+                    if dense and dense != row[name] else "")
+            lines.append(f"  {label:<14} {row[name] / scale:,.{digits}f}{unit}{less}")
+    if row.get("removed"):
+        lines.append(f"  removed        {', '.join(row['removed'])}")
+    if row.get("train_seconds") is not None:
+        lines.append(f"  training       {row['train_seconds']:.1f} s, {row.get('images_per_second', 0):,.0f} img/s on "
+                     f"{row.get('device_name')} ({row.get('training_path')})")
+    if row.get("co2_kg") is not None:
+        lines.append(f"  CO2            {row['co2_kg'] * 1e3:.4f} g, {row['energy_kwh'] * 1e3:.4f} Wh "
+                     f"({row['emissions_method']})")
+    if record:
+        lines.append(f"record: {record} (--json prints it whole)")
+    return "\n".join(lines)
