@@ -144,6 +144,19 @@ def search(args):
         run_searches(found, root)
 
 
+def shard(args):
+    """A folder dataset as WebDataset shards, with the index that lists them without reading them."""
+    from layerlth.data.streams import GROUP, open_source, write_shards
+
+    if args.per_shard < 1:
+        raise ValueError(f"--per-shard {args.per_shard}: give a number of images >= 1 (default {GROUP})")
+    source = open_source(args.source)
+    written = write_shards(source, args.target, args.per_shard)
+    counts = {split: len(items) for split, items in source.items.items()}
+    print(f"{args.target}: {len(written)} shards, {counts['train']} train and {counts['val']} val images, "
+          f"{len(source.classes)} classes")
+
+
 def demo(args):
     from layerlth.tickets.demo import main
 
@@ -191,6 +204,14 @@ def parser():
     p.add_argument("--storage", default="results/sweeps", help="where sweeps live (default: results/sweeps)")
     p.add_argument("--name", help="the search's folder under --storage (default: the grid's name)")
     p.set_defaults(run=search)
+
+    p = commands.add_parser("shard", help="write a folder dataset (train/<class>/*, val/<class>/*) as WebDataset "
+                                          "shards train-*.tar and val-*.tar")
+    p.add_argument("source", help="the folder: train/<class>/* and val/<class>/* (JPEG or PNG)")
+    p.add_argument("target", help="where the shards go")
+    p.add_argument("--per-shard", type=int, default=1000,
+                   help="images per shard (default 1000: the groups a folder is read in, so both give one order)")
+    p.set_defaults(run=shard)
 
     p = commands.add_parser("demo", help="dense vs GraSP and SNIP tickets on the digits, as a table")
     p.add_argument("--epochs", type=int, default=15)

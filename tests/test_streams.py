@@ -1,0 +1,124 @@
+"""Streamed datasets on real images: the committed CIFAR-10 images as an ImageFolder of 64 px JPEGs
+and as WebDataset shards of the same files give the same images, labels and order for a seed."""
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from layerlth.cli import main
+from layerlth.data import streams
+from layerlth.data.stream_loader import StreamBatches, StreamImages, epoch_groups
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def write_folder(npz, root, train=300, val=100, size=64):
+    """The first images of each split as JPEGs upscaled to `size` px, in train/<class>/ and val/<class>/."""
+    with np.load(npz) as arrays:
+        for split, key, count in (("train", "train", train), ("val", "test", val)):
+            for n, (x, y) in enumerate(zip(arrays[f"{key}_x"][:count], arrays[f"{key}_y"][:count])):
+                folder = root / split / CLASSES[int(y)]
+                folder.mkdir(parents=True, exist_ok=True)
+                image = Image.fromarray(x.transpose(1, 2, 0)).resize((size, size), Image.BICUBIC)
+                image.save(folder / f"{split}{n:05d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(cifar_fixture, tmp_path_factory):
+    return write_folder(cifar_fixture, tmp_path_factory.mktemp("imagenet-like"))
+
+
+@pytest.fixture(scope="module")
+def shards(folder, tmp_path_factory):
+    target = tmp_path_factory.mktemp("shards")
+    main(["shard", str(folder), str(target), "--per-shard", "128"])
+    return target
+
+
+def epoch(source, seed, epoch_, split="train", workers=0, rank=0, world=1):
+    images = StreamImages(source, split, 56, seed=seed, epoch=epoch_, rank=rank, world=world)
+    batches = StreamBatches(images, 32, workers)
+    return [b for b in batches], batches
+
+
+def test_a_folder_and_its_shards_give_the_same_images_labels_and_order(folder, shards, monkeypatch):
+    monkeypatch.setattr(streams, "GROUP", 128)  # the folder's groups are the shards `--per-shard 128` wrote
+    a, b = streams.open_source(folder), streams.open_source(shards)
+    assert (a.kind, b.kind) == ("folder", "shards") and a.classes == b.classes == sorted(CLASSES)
+    assert streams.fingerprint(a) == streams.fingerprint(b)
+    for split in ("train", "val"):
+        x, _ = epoch(a, 3, 1, split)
+        y, _ = epoch(b, 3, 1, split)
+        assert len(x) == len(y) > 1
+        for (xa, ya), (xb, yb) in zip(x, y):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert sum(len(batch[1]) for batch in x) == 100 and x[0][0].shape[1:] == (3, 56, 56)
+
+
+def test_the_order_is_seeded_by_seed_and_epoch_and_split_by_rank(folder, monkeypatch):
+    monkeypatch.setattr(streams, "GROUP", 64)
+    source = streams.open_source(folder)
+    first, _ = epoch(source, 0, 0)
+    assert all(torch.equal(p[0], q[0]) for p, q in zip(first, epoch(source, 0, 0)[0]))
+    other, _ = epoch(source, 0, 1)
+    assert not torch.equal(torch.cat([b[1] for b in first]), torch.cat([b[1] for b in other]))
+    groups = len(source.groups("train"))
+    ranks = [epoch_groups(groups, 0, 1, r, 2) for r in range(2)]
+    assert sorted(ranks[0] + ranks[1]) == list(range(groups)) and not set(ranks[0]) & set(ranks[1])
+    # two DataLoader worker processes give the batches of two, the same on every run
+    two, _ = epoch(source, 0, 0, workers=2)
+    again, _ = epoch(source, 0, 0, workers=2)
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(two, again))
+    assert sorted(torch.cat([b[1] for b in two]).tolist()) == sorted(torch.cat([b[1] for b in first]).tolist())
+
+
+def test_a_copy_keeps_the_fingerprint_and_a_changed_copy_does_not(folder, tmp_path):
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    assert streams.fingerprint(streams.open_source(copy)) == streams.fingerprint(streams.open_source(folder))
+    victim = next((copy / "val" / "cat").iterdir())
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    assert streams.fingerprint(streams.open_source(copy)) != streams.fingerprint(streams.open_source(folder))
+
+
+def test_a_corrupt_image_is_skipped_and_counted(folder, tmp_path):
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    (copy / "val" / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    batches, reader = epoch(streams.open_source(copy), 0, 0, "val")
+    assert reader.skipped == 1 and sum(len(b[1]) for b in batches) == 100
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda root: shutil.rmtree(root / "val"), "has no val/ folder"),
+    (lambda root: [f.unlink() for f in (root / "train" / "dog").iterdir()], "class folder .*dog holds no image"),
+    (lambda root: (root / "val" / "zebra").mkdir(), r"classes that train/ lacks: \['zebra'\]"),
+])
+def test_bad_folders_are_named_in_one_line(folder, tmp_path, change, message):
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    change(copy)
+    with pytest.raises(streams.StreamError, match=message):
+        streams.open_source(copy)
+    with pytest.raises(streams.StreamError, match="does not exist"):
+        streams.open_source(tmp_path / "nowhere")
+
+
+def test_shards_without_an_index_are_listed_by_reading_them(shards, tmp_path):
+    copy = shutil.copytree(shards, tmp_path / "copy")
+    (copy / streams.INDEX).unlink()
+    listed, indexed = streams.open_source(copy), streams.open_source(shards)
+    assert listed.items == indexed.items and len(listed.classes) == 10
+
+
+def test_the_eval_transform_is_resize_then_centre_crop():
+    from layerlth.data.stream_loader import transform
+
+    image = Image.new("RGB", (80, 64), (10, 20, 30))
+    out = transform(image, 56, train=False)
+    assert out.shape == (3, 56, 56) and out.dtype == torch.uint8 and int(out[0, 0, 0]) == 10
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    assert streams.decode(buffer.getvalue()).size == (80, 64) and streams.decode(b"junk") is None
