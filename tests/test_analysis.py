@@ -305,3 +305,19 @@ def test_verdict_reads_every_kind_of_path_a_sweep_leaves_and_gives_what_the_swee
         error = capsys.readouterr().err
         assert exit_.value.code == 2 and str(path) in error and "Extra data" not in error.splitlines()[-1]
     assert "skipped 1 files that are not trial records" in caplog.text and str(ray_dir) in caplog.text
+
+
+def test_verdict_finds_the_dense_run_a_ticket_stored_for_itself(sweep, tmp_path, capsys):
+    """What `layerlth ticket` leaves: the ticket's record in results/trials/, its dense run only in
+    results/dense/ (no dense trial reports it)."""
+    import shutil
+
+    from layerlth.cli import main
+
+    [ticket] = [r for r in sweep["rows"] if r.get("kind") == "after_training"]
+    (tmp_path / "results" / "trials" / ticket["trial_id"]).mkdir(parents=True)
+    (tmp_path / "results" / "trials" / ticket["trial_id"] / "result.json").write_text(json.dumps(ticket))
+    shutil.copytree(sweep["root"] / "dense", tmp_path / "results" / "dense")
+    main(["verdict", str(tmp_path / "results")])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "after_training" in line]
+    assert "kl" in line and "±" in line

@@ -36,7 +36,8 @@ def load_rows(paths):
 
 def _rows_of(path, skipped):
     if path.is_dir():
-        return [row for f in record_files(path) if (row := _record(f, skipped)) is not None]
+        rows = [row for f in record_files(path) if (row := _record(f, skipped)) is not None]
+        return rows + unreported_dense_runs(path, rows, skipped)
     if path.suffix in (".csv", ".parquet"):
         return [clean(row) for row in _read_table(path)]
     row = _record(path, [])
@@ -46,18 +47,32 @@ def _rows_of(path, skipped):
     return [row]
 
 
-def record_files(directory):
+def record_files(directory, dense=False):
     """Every result.json of a trial under `directory`; in a sweep (a folder with `trials/`) only
-    those of `trials/`, so Ray's files under its `tune/` are never read as records."""
+    those of `trials/` (or with `dense`, of its dense store `dense/`), so Ray's files under its
+    `tune/` are never read as records."""
     found = []
     for folder, subfolders, files in os.walk(directory):
         folder = Path(folder)
         if "trials" in subfolders:
-            found += sorted((folder / "trials").rglob("result.json"))
+            found += sorted((folder / "dense").glob("*/result.json")) if dense else sorted((folder / "trials").rglob("result.json"))
             subfolders.clear()
+            continue
+        if dense:
             continue
         subfolders.sort()
         found += [folder / "result.json"] if "result.json" in files else []
+    return found
+
+
+def unreported_dense_runs(directory, rows, skipped):
+    """Dense runs stored for tickets (`dense/<key>/`) that no dense trial's record reports: what
+    `layerlth ticket` leaves for an after-training ticket. A sweep's dense trials report theirs."""
+    reported = {Path(str(row["dense_run"])).name for row in rows if row.get("dense_run") and row.get("kind") == "dense"}
+    found = []
+    for path in record_files(directory, dense=True):
+        if path.parent.name not in reported and (row := _record(path, skipped)) is not None:
+            found.append(row)
     return found
 
 
