@@ -56,6 +56,18 @@ CRITERIA = {
     "l1": Criterion(l1, True, False, False, "L1 norm of the block's weights (biased to early stages)", True),
     "random": Criterion(random_blocks, False, False, False, "uniform random scores (seeded)"),
 }
+"""The block criteria by name: `{name: Criterion}`, the names `score_blocks` and the `criterion`
+trial option take.
+
+At initialisation (Algorithm 2): `grasp`, `snip` and `synflow`, per-weight scores summed (or
+averaged) over each block's weights. For trained nets (Algorithm 1): `hrank`, `expectabs` and
+`pls`, read from the block's output maps; `kl` and `cka`, from the net's outputs without the block;
+and `l1`, the L1 norm of its weights. `random`: one seeded draw per block. A higher score means a
+more important block. Each `Criterion` holds its scoring function, whether it scores weights
+(`per_weight`), whether it reads images (`needs_data`), whether BatchNorm runs in train mode while
+scoring (`train_mode`), whether it is meant for trained nets (`for_trained`), and a one-line
+`help`.
+"""
 __all__ = ["AGGREGATES", "CRITERIA", "aggregate", "Criterion", "check_applicable", "check_criterion", "score_blocks",
            "score_weights"]
 MAP_CRITERIA = ("hrank", "expectabs", "pls")  # defined on a block's (N, C, H, W) output maps

@@ -9,6 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_params(model):
+    """Number of parameters (elements of `model.parameters()`), trainable or not; buffers such as
+    BatchNorm's running statistics are not counted."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -72,6 +72,14 @@ def block_kind(module):
 
 @dataclass(frozen=True)
 class RemovalRule:
+    """Which physically removable blocks a ticket may drop: the policy on top of what surgery can do.
+
+    `keep_first`: the network's first block is never removed. `min_per_stage`: each stage keeps at
+    least this many blocks, counting its shape-changing first block (at least 1). The default,
+    `RemovalRule()`, is the policy of the authors' related code: ResNet32 may then lose up to 9
+    blocks, ResNet56 21. The trial options `keep_first` and `min_per_stage` set it.
+    """
+
     keep_first: bool = True  # never remove the network's first block (the authors' code)
     min_per_stage: int = 2  # blocks each stage keeps, counting its shape-changing first block
 
@@ -143,6 +151,14 @@ def describe_blocks(model, rule=RemovalRule()):
 
 
 def removable_blocks(model, rule=RemovalRule()):
+    """Names (module paths) of the residual blocks `rule` lets a ticket remove, in forward order.
+
+    A block is listed when it keeps its input's shape, sits in an `nn.Sequential`/`nn.ModuleList`
+    the network runs in order, and `rule` does not keep it: with `keep_first` the network's first
+    block stays, and a stage with no more blocks than `min_per_stage` keeps them all. Each listed
+    block is a candidate, not all at once: a ticket removes at most its stage's blocks beyond
+    `min_per_stage`. `describe_blocks` says why each other block is kept.
+    """
     return [info.name for info in describe_blocks(model, rule) if info.removable]
 
 
