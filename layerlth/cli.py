@@ -27,8 +27,8 @@ def inspect(args):
         score_batches=args.score_batches, rounds=args.rounds,
     ))
     needs_data = config.p and check_criterion(config.criterion).needs_data
-    data = load_dataset(config.dataset) if needs_data else None
-    size = data.image_size if data else image_shape(config.dataset)
+    data = load_dataset(config.dataset, image_size=config.image_size) if needs_data else None
+    size = data.image_size if data else image_shape(config.dataset, config.image_size)
     model = build_for_images(config.arch, data.num_classes if data else 10, size, config.shortcut)
     blocks = describe_blocks(model, removal_rule(config))
     info = {
@@ -146,10 +146,10 @@ def search(args):
 
 def shard(args):
     """A folder dataset as WebDataset shards, with the index that lists them without reading them."""
-    from layerlth.data.streams import GROUP, open_source, write_shards
+    from layerlth.data.streams import open_source, write_shards
 
-    if args.per_shard < 1:
-        raise ValueError(f"--per-shard {args.per_shard}: give a number of images >= 1 (default {GROUP})")
+    if args.per_shard is not None and args.per_shard < 1:
+        raise ValueError(f"--per-shard {args.per_shard}: give a number of images >= 1 (default: a folder's groups)")
     source = open_source(args.source)
     written = write_shards(source, args.target, args.per_shard)
     counts = {split: len(items) for split, items in source.items.items()}
@@ -209,8 +209,9 @@ def parser():
                                           "shards train-*.tar and val-*.tar")
     p.add_argument("source", help="the folder: train/<class>/* and val/<class>/* (JPEG or PNG)")
     p.add_argument("target", help="where the shards go")
-    p.add_argument("--per-shard", type=int, default=1000,
-                   help="images per shard (default 1000: the groups a folder is read in, so both give one order)")
+    p.add_argument("--per-shard", type=int, default=None,
+                   help="images per shard (default: the groups a folder is read in, 1,000 for a large split, so "
+                        "that both give one order)")
     p.set_defaults(run=shard)
 
     p = commands.add_parser("demo", help="dense vs GraSP and SNIP tickets on the digits, as a table")

@@ -36,7 +36,7 @@ def folder(cifar_fixture, tmp_path_factory):
 @pytest.fixture(scope="module")
 def shards(folder, tmp_path_factory):
     target = tmp_path_factory.mktemp("shards")
-    main(["shard", str(folder), str(target), "--per-shard", "128"])
+    main(["shard", str(folder), str(target)])
     return target
 
 
@@ -47,7 +47,6 @@ def epoch(source, seed, epoch_, split="train", workers=0, rank=0, world=1):
 
 
 def test_a_folder_and_its_shards_give_the_same_images_labels_and_order(folder, shards, monkeypatch):
-    monkeypatch.setattr(streams, "GROUP", 128)  # the folder's groups are the shards `--per-shard 128` wrote
     a, b = streams.open_source(folder), streams.open_source(shards)
     assert (a.kind, b.kind) == ("folder", "shards") and a.classes == b.classes == sorted(CLASSES)
     assert streams.fingerprint(a) == streams.fingerprint(b)
@@ -61,7 +60,6 @@ def test_a_folder_and_its_shards_give_the_same_images_labels_and_order(folder, s
 
 
 def test_the_order_is_seeded_by_seed_and_epoch_and_split_by_rank(folder, monkeypatch):
-    monkeypatch.setattr(streams, "GROUP", 64)
     source = streams.open_source(folder)
     first, _ = epoch(source, 0, 0)
     assert all(torch.equal(p[0], q[0]) for p, q in zip(first, epoch(source, 0, 0)[0]))
@@ -122,3 +120,44 @@ def test_the_eval_transform_is_resize_then_centre_crop():
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     assert streams.decode(buffer.getvalue()).size == (80, 64) and streams.decode(b"junk") is None
+
+
+def test_a_trial_hash_names_the_images_not_where_they_lie(folder, shards, tmp_path):
+    from layerlth.foundations.config import TrialConfig
+
+    def config(dataset):
+        return TrialConfig(kind="at_init", p=1, dataset=str(dataset), image_size=56)
+
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    here = config(folder)
+    assert config(copy).hash() == here.hash() and config(copy).dense_key() == here.dense_key()
+    assert config(shards).hash() == here.hash()  # shards with `layerlth shard`'s index: the same images
+    victim = next((copy / "train" / "dog").iterdir())
+    victim.write_bytes(victim.read_bytes()[:-10])
+    from layerlth.foundations import dataset_identity
+
+    dataset_identity.stream_identity.cache_clear()  # a process sees a dataset once; this one changed since
+    assert config(copy).hash() != here.hash() and config(copy).dense_key() != here.dense_key()
+    assert TrialConfig(kind="at_init", p=1, dataset=str(folder)).hash() != here.hash()  # another crop size
+
+
+def test_a_trial_trains_on_a_folder_that_streams_and_says_so(folder, tmp_path):
+    from layerlth import run_trial
+
+    row = run_trial(dict(kind="at_init", criterion="grasp", p=1, arch="resnet20", dataset=str(folder), image_size=32,
+                         recipe="he2016", epochs=2, batch_size=64, score_batches=1, emissions=False, device="cpu",
+                         data_workers=1, out_dir=str(tmp_path / "out")))
+    assert row["status"] == "finished" and row["data_source"] == "folder" and row["stream_image_size"] == 32
+    assert row["images_skipped"] == 0 and len(row["removed"]) == 1 and len(row["history"]) == 2
+    assert row["history"][-1]["train_loss"] < row["history"][0]["train_loss"] + 0.5  # trained, finite
+
+
+@pytest.mark.parametrize("values,message", [
+    (dict(dataset="digits", image_size=32), "image_size=32 applies to a dataset that streams"),
+    (dict(robustness=("fgsm",)), "robustness .* is not measured on a dataset that streams"),
+])
+def test_options_that_do_not_fit_the_dataset_are_refused(folder, values, message):
+    from layerlth import run_trial
+
+    with pytest.raises(ValueError, match=message):
+        run_trial(dict(dict(dataset=str(folder), kind="dense"), **values))

@@ -38,7 +38,13 @@ def flip_where(x, flip):
 
 
 class Batches:
-    """Iterates (inputs, labels) of one split, normalised floats on the data's device."""
+    """Iterates (inputs, labels) of one split, normalised floats on the data's device. A dataset
+    that streams (`stream_data.StreamData`) makes its own batches: Batches(data, ...) returns them."""
+
+    def __new__(cls, data, *args, **kwargs):
+        if hasattr(data, "stream_batches"):
+            return data.stream_batches(*args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, data, batch_size, train, generator=None, augment=True, memory_format=None):
         self.x, self.y = (data.train_x, data.train_y) if train else (data.test_x, data.test_y)

@@ -31,6 +31,14 @@ class ImageData:
     def image_size(self):
         return tuple(self.train_x.shape[1:])
 
+    @property
+    def device(self):
+        return self.train_x.device
+
+    @property
+    def train_size(self):
+        return len(self.train_x)
+
     def to(self, device):
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
         return ImageData(self.name, **moved, num_classes=self.num_classes, pad=self.pad, flip=self.flip)

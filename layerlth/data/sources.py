@@ -1,4 +1,5 @@
-"""Where images come from: CIFAR-10/100 (downloaded), any .npz, scikit-learn's digits, synthetic."""
+"""Where images come from: CIFAR-10/100 (downloaded), any .npz, scikit-learn's digits, synthetic
+(all held in memory), or a directory of images that streams (`stream_data`: ImageFolder or shards)."""
 
 import os
 import zipfile
@@ -8,9 +9,11 @@ import numpy as np
 import torch
 
 from layerlth.data.images import ImageData
+from layerlth.foundations.dataset_identity import is_stream
 
 NAMES = ("cifar10", "cifar100", "digits", "synthetic")
-HELP = "cifar10, cifar100, digits, synthetic, or a path to an .npz with train_x/train_y/test_x/test_y"
+HELP = ("cifar10, cifar100, digits, synthetic, a path to an .npz with train_x/train_y/test_x/test_y, or a "
+        "directory of images that streams (train/<class>/* and val/<class>/*, or train-*.tar and val-*.tar shards)")
 NPZ_KEYS = ("train_x", "train_y", "test_x", "test_y")
 
 
@@ -23,8 +26,13 @@ def default_root():
 
 
 def check_dataset(name):
-    """Fail early on a name that is neither known nor an existing .npz file."""
+    """Fail early on a name that is neither known nor an existing .npz file or image directory."""
     if name in NAMES:
+        return name
+    if is_stream(name):
+        from layerlth.data.streams import open_source
+
+        open_source(name)  # its layout, classes and images (names only) checked now
         return name
     if str(name).endswith(".npz"):
         if not Path(name).is_file():
@@ -36,9 +44,15 @@ def check_dataset(name):
 _SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "digits": (1, 8, 8), "synthetic": (3, 32, 32)}
 
 
-def image_shape(name):
-    """(C, H, W) of the dataset's images without loading it (an .npz: read from its header), so a
-    network can be validated for the images it will see before any data is read."""
+def image_shape(name, image_size=None):
+    """(C, H, W) of the dataset's images without loading it (an .npz: read from its header; a
+    streamed directory: its crops, `image_size` square), so a network can be validated for the
+    images it will see before any data is read."""
+    if is_stream(name):
+        from layerlth.data.stream_data import DEFAULT_IMAGE_SIZE
+
+        size = image_size or DEFAULT_IMAGE_SIZE
+        return (3, size, size)
     check_dataset(name)
     if name in _SHAPES:
         return _SHAPES[name]
@@ -54,8 +68,13 @@ def image_shape(name):
     return _npz(Path(name)).image_size  # a file the header does not describe well: the loader says what is wrong
 
 
-def load_dataset(name, root=None):
+def load_dataset(name, root=None, image_size=None, workers=None):
+    """The dataset `name`; `image_size` and `workers` (DataLoader processes) only for a directory."""
     check_dataset(name)
+    if is_stream(name):
+        from layerlth.data.stream_data import StreamData
+
+        return StreamData(name, image_size, workers)
     if name in ("cifar10", "cifar100"):
         return _cifar(name, Path(root or default_root()))
     if name == "digits":

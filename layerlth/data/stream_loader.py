@@ -4,9 +4,10 @@ DataLoader worker processes, uint8 batches out.
 Order: an epoch permutes a split's groups with a generator seeded by (seed, epoch), the same on every
 rank; rank r of `world` takes groups r, r + world, ...; each group's images are permuted by
 (seed, epoch, group). DataLoader worker w of `workers` reads the rank's groups w, w + workers, ...
-whole (a shard is read once, front to back) and the loader interleaves the workers' images in turn.
-So the images of an epoch are a function of (seed, epoch, rank, world, workers): a resumed trial sees
-exactly the epochs it would have seen, and a folder and its shards give the same batches.
+whole (a shard is read once, front to back) and hands each over decoded; the loader takes the
+workers' groups in turn, so the batches are a function of (seed, epoch, rank, world), whatever the
+number of workers: a resumed trial sees exactly the epochs it would have seen, and a folder and its
+shards give the same batches.
 
 Augmentation (training): RandomResizedCrop(image_size, scale 0.08-1, ratio 3/4-4/3) and a horizontal
 flip, drawn from a generator seeded by the image's (seed, epoch, group, position); evaluation:
@@ -14,6 +15,7 @@ resize the short side to image_size / 0.875, centre crop. A corrupt image is ski
 (`StreamBatches.skipped`), never fatal: one bad JPEG in 1.28 M should not end a 90-epoch run.
 """
 
+import itertools
 import math
 
 import torch
@@ -62,69 +64,115 @@ def crop_box(width, height, generator):
 
 
 def transform(image, size, train, generator=None):
-    """A PIL image to a uint8 (3, size, size) tensor, augmented for training."""
-    from layerlth.foundations._torchvision import torchvision  # noqa: F401 - first: it loads on a CPU-only torch
-    from torchvision.transforms.v2 import functional as F
+    """A PIL image to a uint8 (3, size, size) tensor: augmented (`train`), or resized and centre-cropped.
+    Cropping and resizing run in Pillow on the decoded image (bilinear, as torchvision does for a PIL
+    image), so only the small result becomes a tensor."""
+    from PIL import Image
 
-    tensor = F.pil_to_tensor(image)
     if train:
         top, left, h, w = crop_box(image.width, image.height, generator)
-        tensor = F.resized_crop(tensor, top, left, h, w, [size, size], antialias=True)
+        image = image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
         if torch.rand(1, generator=generator).item() < 0.5:
-            tensor = F.horizontal_flip(tensor)
-        return tensor
-    tensor = F.resize(tensor, round(size / EVAL_CROP), antialias=True)
-    return F.center_crop(tensor, [size, size])
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        return _tensor(image)
+    short = round(size / EVAL_CROP)
+    scale = short / min(image.width, image.height)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.BILINEAR)
+    left, top = (width - size) // 2, (height - size) // 2
+    return _tensor(image.crop((left, top, left + size, top + size)))
+
+
+def _tensor(image):
+    import numpy as np
+
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
 class StreamImages(torch.utils.data.IterableDataset):
-    """One epoch of one split for one rank: (uint8 image or None when corrupt, label), in order."""
+    """One epoch of one split for one rank, a group at a time (`read`), in the epoch's order. Only
+    the listing's first `limit` images are read."""
 
-    def __init__(self, source, split, image_size, seed=0, epoch=0, rank=0, world=1):
+    def __init__(self, source, split, image_size, seed=0, epoch=0, rank=0, world=1, limit=None, train=None,
+                 augment=True):
         super().__init__()
         self.source, self.split, self.size = source, split, image_size
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
-        self.train = split == "train"
+        self.train = split == "train" if train is None else train  # shuffled order
+        self.augment = self.train and augment
+        sizes = [len(group) for group in source.groups(split)]
+        self.starts = [sum(sizes[:n]) for n in range(len(sizes))]
+        self.limit = sum(sizes) if limit is None else limit
+        self.count = sum(1 for start in self.starts if start < self.limit)  # groups holding wanted images
 
-    def groups(self):
-        return epoch_groups(len(self.source.groups(self.split)), self.seed, self.epoch, self.rank, self.world,
-                            self.train)
+    def groups(self, rank=None):
+        rank = self.rank if rank is None else rank
+        return epoch_groups(self.count, self.seed, self.epoch, rank, self.world, self.train)
+
+    def images_of(self, rank):
+        """How many images rank `rank` reads this epoch (from the listing: nothing is read)."""
+        sizes = [len(g) for g in self.source.groups(self.split)]
+        return sum(max(0, min(sizes[g], self.limit - self.starts[g])) for g in self.groups(rank))
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        for group in self.groups()[worker::workers]:
-            pairs = self.source.read_group(self.split, group)
-            for position in group_order(len(pairs), self.seed, self.epoch, group, self.train):
-                item, data = pairs[position]
-                image = decode(data)
-                if image is None:
-                    yield None, item.label
-                    continue
-                generator = _generator(self.seed, self.epoch, group, position) if self.train else None
-                yield transform(image, self.size, self.train, generator), item.label
+        for group in self.groups()[worker::workers]:  # the loader takes the workers' groups in turn: in order
+            yield self.read(group)
+
+    def read(self, group):
+        """The group's images, in this epoch's order, as one uint8 tensor (one transfer from a worker
+        process, not one per image), their labels, and which decoded (a corrupt one is zeros)."""
+        pairs = self.source.read_group(self.split, group)[:self.limit - self.starts[group]]
+        order = group_order(len(pairs), self.seed, self.epoch, group, self.train)
+        images = torch.zeros(len(order), 3, self.size, self.size, dtype=torch.uint8)
+        decoded = torch.zeros(len(order), dtype=torch.bool)
+        for n, position in enumerate(order):
+            image = decode(pairs[position][1])
+            if image is not None:
+                generator = _generator(self.seed, self.epoch, group, position) if self.augment else None
+                images[n], decoded[n] = transform(image, self.size, self.augment, generator), True
+        return images, torch.tensor([pairs[p][0].label for p in order]), decoded
 
 
 class StreamBatches:
-    """(uint8 images (N, 3, S, S), int64 labels) batches of a `StreamImages` epoch, read by
-    `workers` DataLoader processes (0: in this process). Corrupt images are dropped and counted."""
+    """(uint8 images (N, 3, S, S), int64 labels) batches of a `StreamImages` epoch, decoded by
+    `workers` DataLoader processes (0: in this process), the same batches for any number of them.
+    Corrupt images are dropped and counted (`skipped`).
 
-    def __init__(self, images, batch_size, workers=0):
-        self.images, self.batch_size, self.workers = images, batch_size, workers
+    `exact`: exactly that many full batches (data-parallel ranks must all take the same number of
+    steps): the rest of the epoch is left, and a rank short of images (corrupt ones skipped) takes
+    its first images again."""
+
+    def __init__(self, images, batch_size, workers=0, exact=None):
+        self.images, self.batch_size, self.workers, self.exact = images, batch_size, workers, exact
         self.skipped = 0
 
     def __iter__(self):
+        if self.exact is None:
+            yield from self._batches()
+            return
+        made, first = 0, []
+        for batch in itertools.islice(self._batches(full_only=True), self.exact):
+            first = first or list(zip(*batch))
+            made += 1
+            yield batch
+        for _ in range(self.exact - made):  # short of images: the first ones again
+            xs, ys = zip(*first[:self.batch_size])
+            yield torch.stack(xs), torch.stack(ys)
+
+    def _batches(self, full_only=False):
         loader = torch.utils.data.DataLoader(self.images, batch_size=None, num_workers=self.workers,
-                                             persistent_workers=False, prefetch_factor=4 if self.workers else None)
-        xs, ys = [], []
-        for image, label in loader:
-            if image is None:
-                self.skipped += 1
-                continue
-            xs.append(image)
-            ys.append(label)
-            if len(xs) == self.batch_size:
-                yield torch.stack(xs), torch.tensor(ys)
-                xs, ys = [], []
-        if xs:
-            yield torch.stack(xs), torch.tensor(ys)
+                                             prefetch_factor=2 if self.workers else None)
+        xs, ys, held = [], [], 0
+        for images, labels, decoded in loader:
+            self.skipped += int((~decoded).sum())
+            xs.append(images[decoded])
+            ys.append(labels[decoded])
+            held += len(ys[-1])
+            while held >= self.batch_size:
+                x, y = torch.cat(xs), torch.cat(ys)
+                yield x[:self.batch_size], y[:self.batch_size]
+                xs, ys, held = [x[self.batch_size:]], [y[self.batch_size:]], held - self.batch_size
+        if held >= (2 if self.images.train else 1) and not full_only:  # BN cannot train on one image
+            yield torch.cat(xs), torch.cat(ys)

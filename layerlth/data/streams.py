@@ -2,24 +2,30 @@
 
 A source lists each split's images in *groups* read whole, one after another: a shard of
 `train-*.tar` / `val-*.tar` (read with the `webdataset` library), or, for a folder
-(`train/<class>/*`, `val/<class>/*`), its sorted files taken `GROUP` at a time, the groups
-`layerlth shard` writes as shards. A folder and its shards therefore list the same images, labels
+(`train/<class>/*`, `val/<class>/*`), its sorted files taken `group_size` at a time (1,000, or a
+sixteenth of a small split, so that data-parallel ranks each get groups), the groups `layerlth
+shard` writes as shards. A folder and its shards therefore list the same images, labels
 and groups, and a seed gives both the same order (`stream_loader`).
 
 Identity: `fingerprint()` digests each split's class list and its images' names and sizes, not the
 location, so a copy (S3 to a local disk) keeps its trials' hashes and a changed copy does not.
 """
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-SPLITS = ("train", "val")
-GROUP = 1000  # images per group of a folder, and per shard `layerlth shard` writes
-INDEX = "layerlth-shards.json"  # the classes and members `layerlth shard` wrote, beside its shards
+from layerlth.foundations.dataset_identity import IMAGE_SUFFIXES, SPLITS, digest, list_folder
+from layerlth.foundations.dataset_identity import SHARD_INDEX as INDEX  # classes and members of `layerlth shard`
+
+GROUP = 1000  # images per group of a large folder, and per shard `layerlth shard` writes of it
+SMALL_GROUPS = 16  # a split of fewer than 16 x GROUP images is read in 16 groups
+
+
+def group_size(count):
+    """Images per group of a split of `count` images (and per shard `layerlth shard` writes)."""
+    return min(GROUP, max(1, -(-count // SMALL_GROUPS)))
 LAYOUT = ("a folder dataset holds train/<class>/* and val/<class>/* (JPEG or PNG), ImageNet's layout, "
           "or WebDataset shards train-*.tar and val-*.tar (members KEY.jpg/KEY.png and KEY.cls)")
 
@@ -57,30 +63,30 @@ class FolderSource:
         missing = [s for s in SPLITS if not (self.root / s).is_dir()]
         if missing:
             raise StreamError(f"{self.root} has no {' or '.join(f'{s}/' for s in missing)} folder; {LAYOUT}")
-        self.classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+        listed = list_folder(self.root)
+        self.classes = sorted(listed["train"])
         if not self.classes:
             raise StreamError(f"{self.root / 'train'} has no class folders; {LAYOUT}")
-        self.items = {split: self._list(split) for split in SPLITS}
+        self.items = {split: self._items(split, listed[split]) for split in SPLITS}
 
-    def _list(self, split):
-        folders = sorted(p for p in (self.root / split).iterdir() if p.is_dir())
-        unknown = [p.name for p in folders if p.name not in self.classes]
+    def _items(self, split, classes):
+        unknown = [name for name in classes if name not in self.classes]
         if unknown:
             raise StreamError(f"{self.root / split} has classes that train/ lacks: {unknown[:5]}")
-        items = []
-        for folder in folders:
-            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-            if not files:
-                raise StreamError(f"class folder {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-            label = self.classes.index(folder.name)
-            items += [Item(f"{folder.name}/{f.stem}", f.suffix.lower(), label, f.stat().st_size) for f in files]
+        empty = [name for name, files in classes.items() if not files]
+        if empty:
+            raise StreamError(f"class folder {self.root / split / empty[0]} holds no image "
+                              f"({', '.join(IMAGE_SUFFIXES)}){f' (and {len(empty) - 1} more)' if len(empty) > 1 else ''}")
+        items = [Item(f"{name}/{stem}", suffix, self.classes.index(name), size)
+                 for name, files in classes.items() for stem, suffix, size in files]
         if not items:
             raise StreamError(f"{self.root / split} holds no images; {LAYOUT}")
         return items
 
     def groups(self, split):
         items = self.items[split]
-        return [items[start:start + GROUP] for start in range(0, len(items), GROUP)]
+        size = group_size(len(items))
+        return [items[start:start + size] for start in range(0, len(items), size)]
 
     def read_group(self, split, index):
         """[(item, encoded bytes)] of one group, in its listed order."""
@@ -138,17 +144,14 @@ def read_shard(path):
 
 
 def fingerprint(source):
-    """A digest of each split's classes, image names and sizes: the dataset's identity in a trial hash."""
-    digest = hashlib.sha256(json.dumps(source.classes).encode())
-    for split in SPLITS:
-        for item in source.items[split]:
-            digest.update(f"{split}\t{item.key}\t{item.label}\t{item.size}\n".encode())
-    return digest.hexdigest()[:16]
+    """A digest of each split's classes, image names and sizes (`dataset_identity`)."""
+    return digest(source.classes, {split: [(i.key, i.size) for i in source.items[split]] for split in SPLITS})
 
 
-def write_shards(source, target, per_shard=GROUP):
+def write_shards(source, target, per_shard=None):
     """`layerlth shard`: the source's splits as WebDataset shards in `target` (KEY.<ext>, KEY.cls),
-    `per_shard` images each, with an index of classes and members; returns the shard paths."""
+    `per_shard` images each (default: a folder's groups, `group_size`), with an index of classes and
+    members; returns the shard paths."""
     import webdataset as wds
 
     target = Path(target)
@@ -156,7 +159,8 @@ def write_shards(source, target, per_shard=GROUP):
     written, listed = [], {"classes": source.classes, "splits": {}}
     for split in SPLITS:
         items = [pair for index in range(len(source.groups(split))) for pair in source.read_group(split, index)]
-        shards = [items[start:start + per_shard] for start in range(0, len(items), per_shard)]
+        size = per_shard or group_size(len(items))
+        shards = [items[start:start + size] for start in range(0, len(items), size)]
         listed["splits"][split] = []
         for number, shard in enumerate(shards):
             path = target / f"{split}-{number:06d}.tar"

@@ -5,8 +5,10 @@ import argparse
 import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 
 from layerlth.foundations.arch_names import identity
+from layerlth.foundations.dataset_identity import is_stream, stream_identity
 from layerlth.foundations.field_checks import checked_values, field_type, hinted, raise_all
 
 # the values of the engine's switches (`training.fastpath` checks them where they are used)
@@ -19,6 +21,16 @@ def _f(default, help, **kwargs):
 
 @dataclass(frozen=True)
 class TrialConfig:
+    """One trial's options: what to build, score, remove, train and measure. Frozen.
+
+    Each field is a trial option: a key of a grid and a flag of `layerlth ticket` (`--rewind`,
+    `-p`), documented by its help text and default. `TrialConfig.from_dict` checks each value's
+    type and range; `layerlth.run_trial` takes a `TrialConfig` or such a dict. `hash()` names the
+    trial's results from its non-default values, leaving out the fields that change neither what
+    is computed nor its result (such as where files live, the device, compile, early stopping);
+    `dense_key()` names the dense run its tickets share.
+    """
+
     kind: str = _f("at_init", "dense, at_init (Algorithm 2), after_training (Algorithm 1) or filter (Table 3)")
     arch: str = _f("resnet20", "network: resnet20/32/44/56/110 or cifar_resnet{6n+2}, a torchvision family (resnet50, convnext_tiny, swin_t, vit_b_16, ...), vit_cifar, or package.module:callable (layerlth inspect --help lists all)")
     dataset: str = _f("digits", "cifar10, cifar100, digits, synthetic, or a path to an .npz")
@@ -36,12 +48,17 @@ class TrialConfig:
     pls_components: int = _f(4, "pls: components of each block's PLS (4, as the authors use)", dense=False)
     keep_first: bool = _f(True, "never remove the network's first block", dense=False)
     min_per_stage: int = _f(2, "blocks each stage keeps at least, counting its first", dense=False)
-    recipe: str = _f("paper", "training preset: paper (lr 0.01, Nesterov, 200 epochs) or he2016 (lr 0.1, 164 epochs)")
+    recipe: str = _f("paper", "training preset: paper (lr 0.01, Nesterov, 200 epochs), he2016 (lr 0.1, 164 epochs) or imagenet (torchvision's ResNet-50: 90 epochs, lr 0.1 x batch/256, / 10 at 30, 60, 80)")
     epochs: int | None = _f(None, "override the recipe's epochs (milestones scale with it)")
     batch_size: int | None = _f(None, "override the recipe's batch size")
     lr: float | None = _f(None, "override the recipe's learning rate")
     seed: int = _f(0, "seed for initialisation, batch order, augmentation and random scores")
     train_subset: int | None = _f(None, "use only the first N training images (quick checks)")
+    image_size: int | None = _f(None, "a dataset that streams (a directory): side of the square crops it trains and is evaluated on (default 224)")
+    # how many processes decode a streamed dataset's images: how fast, not what (the batches do not
+    # depend on it), so neither in the hash nor the dense key
+    workers: int = _f(1, "data-parallel processes training this one trial (Ray Train, one GPU each, across nodes); the recipe's batch is the global one, split over them; > 1 needs a dataset that streams. BatchNorm keeps per-worker statistics")
+    data_workers: int | None = _f(None, "a dataset that streams: DataLoader processes decoding its images (default: one per core but one, at most 8)", hashed=False, dense=False)
     device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...", hashed=False, dense=False)
     amp: bool = _f(True, "bf16 autocast where it pays: GPUs with native bf16, CPUs with AMX-BF16 (fp32 elsewhere)")
     channels_last: bool = _f(True, "channels_last memory format on CUDA and on CPUs with AVX-512")
@@ -121,8 +138,12 @@ _CARRIED = {"data_dir", "device", "compile", "graph", "country", "emissions", "d
 
 
 def _named(values):
-    """The arch by its identity: a renamed architecture never meets results of its old meaning."""
-    return values | {"arch": identity(values["arch"])} if "arch" in values else values
+    """The arch by its identity: a renamed architecture never meets results of its old meaning; a
+    dataset that streams by its content (`dataset_identity`), not by where it lies."""
+    values = values | {"arch": identity(values["arch"])} if "arch" in values else values
+    if "dataset" in values and is_stream(values["dataset"]):
+        values = values | {"dataset": stream_identity(str(Path(values["dataset"]).resolve()))}
+    return values
 
 
 def _digest(values):

@@ -51,6 +51,7 @@ RANGES = {
     "p": {"min": 0}, "rounds": {"min": 1}, "rewind": {"min": 0}, "seed": {"min": 0}, "score_batches": {"min": 1},
     "score_batch_size": {"min": 1}, "min_per_stage": {"min": 1}, "epochs": {"min": 1},
     "batch_size": {"min": 1}, "lr": {"min": 0, "exclusive": True}, "train_subset": {"min": 1},
+    "image_size": {"min": 16}, "data_workers": {"min": 0}, "workers": {"min": 1},
     "gpu_share": {"min": 0, "max": 1, "exclusive": True}, "rewind_epochs": {"min": 0},
     "checkpoint_epochs": {"min": 0}, "aggregate": {"choices": ("sum", "mean")},
     "shortcut": {"choices": ("A", "B")}, "country": {"check": check_country}, "device": {"check": check_device},

@@ -54,7 +54,7 @@ def _search(label, point, seeds, options):
         raise GridError(f"{label}: kind={base.kind!r} cannot remove blocks; a search's kind is one of {list(KINDS)}")
     if len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise GridError(f"{label}: seed={seeds!r}: expected distinct integers >= 0")
-    limit = max_removable(checked_network(base.arch, image_shape(base.dataset), base.shortcut), removal_rule(base))
+    limit = max_removable(checked_network(base.arch, image_shape(base.dataset, base.image_size), base.shortcut), removal_rule(base))
     low, high = _range(label, options.get("range", [1, limit]), limit, base)
     xi = _xi(label, options.get("xi", 0), seeds)
     width = options.get("width", 1)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from layerlth.foundations.dataset_identity import is_stream
 from layerlth.foundations.recipes import training_recipe
 from layerlth.measure.costs import count_macs
 from layerlth.models import build_for_images, build_model, removable_blocks, remove_blocks
@@ -30,9 +31,16 @@ FLOPS_PER_MAC_TRAINED = 6
 MEASURED = Path(__file__).with_name("measured_throughput.json")
 
 
-def dataset_shape(name):
+def dataset_shape(name, image_size=None):
+    """(training images, (C, H, W)): a directory that streams is counted from its listing."""
     if name in SHAPES:
         return SHAPES[name]
+    if is_stream(name):
+        from layerlth.data.stream_data import DEFAULT_IMAGE_SIZE
+        from layerlth.data.streams import open_source
+
+        size = image_size or DEFAULT_IMAGE_SIZE
+        return len(open_source(name).items["train"]), (3, size, size)
     with np.load(Path(name), mmap_mode="r") as arrays:
         return len(arrays["train_y"]), tuple(arrays["train_x"].shape[1:])
 
@@ -46,7 +54,7 @@ def trial_cost(config):
 
 def trial_macs_and_images(config):
     """(ticket MACs per image, images the trial trains on: set size x epochs)."""
-    images, shape = dataset_shape(config.dataset)
+    images, shape = dataset_shape(config.dataset, config.image_size)
     if config.train_subset:
         images = min(images, config.train_subset)
     removed = config.p if config.kind != "dense" else 0

@@ -1,9 +1,11 @@
 """One trial as a plain function: config -> dense net at a seed -> ticket (scores, surgery) ->
 training -> measurements -> result row. `kind` says which ticket; p = 0 is the dense baseline."""
 
+import contextlib
 import logging
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,6 +26,7 @@ from layerlth.training.early_stop import EarlyStop
 from layerlth.training.fastpath import choose as choose_fast_path
 from layerlth.training.loop import Run, SaveWeights, compile_for_training, log_progress
 from layerlth.training.pack import run_alone
+from layerlth.training.parallel import active as active_parallel
 
 log = logging.getLogger("layerlth")
 def run_trial(config, callbacks=(), resume=None):
@@ -42,14 +45,15 @@ def trial_work(config, callbacks=(), resume=None):
     run first, for an after-training ticket whose dense run is not stored) and returns the row."""
     config = validate(TrialConfig.from_dict(config) if isinstance(config, dict) else config)
     device = pick_device(config.device)
-    data = load_dataset(config.dataset, config.data_dir).subset(train=config.train_subset).to(device)
+    data = load_dataset(config.dataset, config.data_dir, config.image_size, config.data_workers)
+    data = data.subset(train=config.train_subset).to(device)
     if config.is_dense:
         result = yield from dense_result(config, data, device, callbacks, resume)
         if config.robustness:  # on the stored final weights, whether trained now or reused
             result |= robustness_columns(config, trained_dense(config, data, device), data, device)
     else:
         result = yield from ticket_result(config, data, device, callbacks, resume)
-    if config.out_dir:
+    if config.out_dir and (active_parallel() is None or active_parallel().rank == 0):
         write_json_atomic(result, Path(config.out_dir) / "result.json")
     return result
 
@@ -68,16 +72,21 @@ def trained_dense(config, data, device):
 def dense_result(config, data, device, callbacks=(), resume=None):
     """The dense baseline, trained once per dense key and stored; later calls read the store."""
     run = DenseRun(config, training_recipe(config).epochs)
-    with run.lock():
-        reused = run.complete()
+    parallel = active_parallel()  # data-parallel: rank 0 alone locks and writes the store, all train
+    lead = parallel is None or parallel.rank == 0
+    with run.lock() if lead else contextlib.nullcontext():
+        reused = run.complete() if parallel is None else parallel.decide(run.complete() if lead else None)
         if not reused:
-            run.discard_result()  # incomplete until trained again: no one reads weights being rewritten
+            if lead:
+                run.discard_result()  # incomplete until trained again: no one reads weights being rewritten
             initial = initial_dense(config, data, device)
             model = resume["model"].to(device) if resume else initial
+            saving = [run.save_weights] if lead else []
             measured = yield from train_and_measure(model, initial, config.dense_config(), data, device, 0,
-                                                    [run.save_weights, *callbacks], resume)
-            run.save_result(measured)
-        stored = run.result()
+                                                    [*saving, *callbacks], resume)
+            if lead:
+                run.save_result(measured)
+        stored = run.result() if lead or reused else measured
     return {**stored, **config.to_dict(), "trial_id": config.hash(), "removed": [], "scores": {},
             "dense_run": str(run.directory), "dense_reused": reused}
 
@@ -128,7 +137,11 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
     cuda = device.type == "cuda"
-    fast = choose_fast_path(device, config.amp, config.channels_last, config.compile, config.graph)
+    parallel = active_parallel()  # data-parallel ranks: each its share of the data and of the global batch
+    fast = choose_fast_path(device, config.amp, config.channels_last, False if parallel else config.compile,
+                            False if parallel else config.graph)
+    if parallel:
+        data, recipe = data.shard(parallel.rank, parallel.world), replace(recipe, batch_size=parallel.per_rank(recipe.batch_size))
     sample = next(iter(Batches(data, recipe.batch_size, True, torch.Generator().manual_seed(0))))
     memory_estimate = training_step_bytes(model, *sample)
     if cuda:
@@ -140,7 +153,7 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     context = facts if facts is not None else {"start_epoch": 0}
     # `model` stays the plain module: checkpoints, saved weights and measurements see it; only the
     # training steps run through the compiled one (compiled again on resume: a fresh module)
-    runner, compile_seconds = model, 0.0
+    runner, compile_seconds = (parallel.wrap(model) if parallel else model), 0.0
     if fast.compiled:
         runner, compile_seconds = compile_for_training(model, data, recipe.batch_size, fast.amp,
                                                        fast.channels_last, fast.compile_mode)
@@ -152,7 +165,8 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     run = Run(model, data, recipe, config.seed, first, callbacks=hooks, amp=fast.amp,
               channels_last=fast.channels_last, optimizer=optimizer, history=resume["history"] if resume else (),
               context=context, runner=runner, graph=fast.graphed,
-              name=f"{config.arch} {config.kind} p={config.p} seed={config.seed}")
+              name=f"{config.arch} {config.kind} p={config.p} seed={config.seed}",
+              reduce=parallel.reduce if parallel else None)
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
     run.energy_terms = (config.country, config.gpu_share, config.emissions, macs)
     keep_energy.run = run
@@ -172,8 +186,15 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
         "images_per_second": sum(h["images_per_second"] for h in history) / max(1, len(history)),
         **memory_columns(run, device, memory_estimate),
         **fast.record(), **engine_used(run), "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
-        **over_attempts(earlier, run.energy), "history": history,
+        **over_attempts(earlier, run.energy), **streamed(data), "history": history,
     }
+
+
+def streamed(data):
+    """A dataset that streams: the crops' size and the corrupt images skipped (never fatal)."""
+    if not hasattr(data, "stream_batches"):
+        return {}
+    return {"stream_image_size": data.size, "images_skipped": data.skipped, "data_source": data.source.kind}
 
 
 def engine_used(run):

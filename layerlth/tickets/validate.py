@@ -6,6 +6,7 @@ import torch
 from layerlth.criteria import AGGREGATES, CRITERIA, check_applicable, check_criterion
 from layerlth.data import DatasetUnavailable, check_dataset, image_shape
 from layerlth.data.sources import NAMES as DATASETS
+from layerlth.foundations.dataset_identity import is_stream
 from layerlth.foundations.arch_names import CIFAR_NAMED, CIFAR_STEM, RESNETS, TORCHVISION, VIT_CIFAR
 from layerlth.foundations.field_checks import hinted, raise_all
 from layerlth.foundations.recipes import RECIPES, get_recipe, training_recipe
@@ -80,10 +81,14 @@ def validate(config):
     recipe = training_recipe(config)
     if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
         raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {recipe}")
+    if recipe.batch_size % config.workers:
+        raise ValueError(f"batch_size {recipe.batch_size} does not split over workers={config.workers}: use a "
+                         f"multiple of {config.workers}")
     for name in ("score_batches", "score_batch_size", "min_per_stage", "pls_components"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    model = checked_network(config.arch, image_shape(config.dataset), config.shortcut)
+    check_streaming(config)
+    model = checked_network(config.arch, image_shape(config.dataset, config.image_size), config.shortcut)
     check_applicable(config.criterion, model, config.arch)
     rule = tickets.removal_rule(config)
     limit = max_removable(model, rule)
@@ -105,6 +110,22 @@ def validate(config):
     if config.kind == "after_training" and not config.reinit and config.rewind not in run.rewind_epochs:
         raise ValueError(f"rewind={config.rewind} is not among the dense run's rewind_epochs {run.rewind_epochs}")
     return config
+
+
+def check_streaming(config):
+    """What a dataset that streams (a directory) takes, and what only it takes."""
+    if not is_stream(config.dataset):
+        for name in ("image_size", "data_workers"):
+            if getattr(config, name) is not None:
+                raise ValueError(f"{name}={getattr(config, name)} applies to a dataset that streams (a directory), "
+                                 f"not to {config.dataset!r}, which is held in memory at its own size")
+        if config.workers > 1:
+            raise ValueError(f"workers={config.workers} trains one trial on several processes, for a dataset that "
+                             f"streams (a directory); {config.dataset!r} is held in memory: pack such trials "
+                             f"instead (--trials-per-gpu)")
+    elif config.robustness:
+        raise ValueError(f"robustness {list(config.robustness)} is not measured on a dataset that streams "
+                         f"({config.dataset!r}); leave robustness empty")
 
 
 def pick_device(name):

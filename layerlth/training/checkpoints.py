@@ -17,7 +17,8 @@ class UnsafeCheckpoint(RuntimeError):
 
 
 def _described(model, config):
-    return describe(model, config.arch, config.shortcut, image_shape(config.dataset))
+    size = getattr(config, "image_size", None)  # a streamed dataset's crops
+    return describe(model, config.arch, config.shortcut, image_shape(config.dataset, size))
 
 
 def checkpoint_state(state, config, attempts, nodes=()):
@@ -31,7 +32,8 @@ def load_state(path, config, source=None):
     model of `config`'s architecture, shaped as the checkpoint describes, with its weights."""
     try:
         state = torch.load(source or path, map_location="cpu", weights_only=True)
-        model = rebuild(state["architecture"], config.arch, config.shortcut, image_shape(config.dataset)[-1])
+        size = image_shape(config.dataset, getattr(config, "image_size", None))[-1]
+        model = rebuild(state["architecture"], config.arch, config.shortcut, size)
         model.load_state_dict(state["state_dict"])
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError) as error:
         raise UnsafeCheckpoint(f"checkpoint {path} is not a layerlth checkpoint of tensors and plain data; "

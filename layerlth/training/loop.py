@@ -33,7 +33,8 @@ class EpochState:
 
 
 @torch.no_grad()
-def evaluate(model, batches, amp=False):
+def evaluate(model, batches, amp=False, reduce=None):
+    """(mean loss, accuracy) over `batches`; `reduce` adds the sums of other ranks' batches in."""
     model.eval()
     loss = correct = count = 0
     for inputs, labels in batches:
@@ -42,6 +43,8 @@ def evaluate(model, batches, amp=False):
         loss += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
         correct += int((logits.argmax(1) == labels).sum())
         count += len(labels)
+    if reduce is not None:
+        loss, correct, count = reduce([loss, correct, count])
     return loss / count, correct / count
 
 
@@ -66,7 +69,7 @@ class Run:
 
     def __init__(self, model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
                  channels_last=False, optimizer=None, history=(), context=None, runner=None, graph=False,
-                 name="run"):
+                 name="run", reduce=None):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         model.to(memory_format=self.memory_format)
         self.model, self.data, self.recipe, self.seed, self.name = model, data, recipe, seed, name
@@ -85,6 +88,7 @@ class Run:
         self.peak_members = 1  # the most runs this one shared its process with, itself included
         self.own_peak_bytes = None  # CUDA: the peak of its first step plus the tensors it keeps
         self.batches, self.done = None, False
+        self.reduce = reduce  # data-parallel (`parallel.Parallel.reduce`): epoch sums over all ranks
 
     @property
     def graphed(self):
@@ -104,7 +108,7 @@ class Run:
         self.batches = iter(Batches(self.data, self.recipe.batch_size, True, generator,
                                     memory_format=self.memory_format))
         getattr(self.stepper, "runner", self.model).train()  # a compiled runner tracks the mode itself
-        self.stepper.start_epoch(self.data.train_x.device)
+        self.stepper.start_epoch(self.data.device)
         self.seen, self.started = 0, time.perf_counter()
 
     def step(self):
@@ -139,17 +143,20 @@ class Run:
 
     def _close_epoch(self):
         loss_sum, correct = self.stepper.totals()  # reads the device: the epoch's steps are done
+        seen = self.seen
+        if self.reduce is not None:
+            loss_sum, correct, seen = self.reduce([loss_sum, correct, seen])
         seconds = time.perf_counter() - self.started
         if not math.isfinite(loss_sum):
             self.done = True
             raise TrainingDiverged(f"{self.name}: training loss is {loss_sum} in epoch {self.epoch + 1}")
-        test_loss, test_acc = evaluate(self.model, self.test, self.amp)
+        test_loss, test_acc = evaluate(self.model, self.test, self.amp, self.reduce)
         lr = self.recipe.lr_at(self.epoch)
         self.epoch += 1
         metrics = {
-            "epoch": self.epoch, "lr": lr, "train_loss": loss_sum / self.seen, "train_acc": correct / self.seen,
+            "epoch": self.epoch, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
             "test_loss": test_loss, "test_acc": test_acc, "epoch_seconds": seconds,
-            "images_per_second": self.seen / seconds,
+            "images_per_second": seen / seconds,
         }
         self.history.append(metrics)
         if self.before_callbacks:
@@ -203,7 +210,7 @@ def compile_for_training(model, data, batch_size, amp=False, channels_last=False
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         model.train()
-        for size in batch_sizes(len(data.train_x), batch_size):
+        for size in batch_sizes(data.train_size, batch_size):
             with autocast(device, amp):
                 loss = F.cross_entropy(compiled(inputs[:size]).float(), labels[:size])
             loss.backward()
