@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
 from layerlth.data import DatasetUnavailable  # noqa: E402
-from layerlth.sweep.grid import GridError  # noqa: E402
+from layerlth.sweep.grid import GridError, builtin_grids  # noqa: E402
 from layerlth.sweep.lease.local import SweepBusy  # noqa: E402
 from layerlth.sweep.runner import DEFAULT_STORAGE, run  # noqa: E402
 from layerlth.sweep.store import StoreFailed  # noqa: E402
@@ -48,7 +48,9 @@ def trials_per_gpu(text):
 
 def parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grid", required=True, help="built-in grid name (paper, demo) or path to a YAML grid")
+    p.add_argument("--grid", required=True,
+                   help=f"built-in grid name ({', '.join(builtin_grids())}: sweeps/grids/NAME.yaml) "
+                        f"or path to a YAML grid")
     p.add_argument("--name", help="sweep name, the results folder under --storage (default: the grid's name)")
     p.add_argument("--dry-run", action="store_true", help="list the trials and their estimated cost, then exit")
     p.add_argument("--assumed-tflops", type=float, default=4.0,
@@ -70,6 +72,10 @@ def parser():
                         "each Tune trial is then a pack holding --gpus-per-trial (give 1 on GPUs: a whole GPU per "
                         "pack) and --cpus-per-trial, refilled as members finish; auto = the best K measured for this "
                         "device in measured_throughput.json (1 where none was). Default 1: one trial per Tune trial")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="train every trial data-parallel on N Ray Train workers, each holding --cpus-per-trial "
+                        "and one GPU with --gpus-per-trial 1 (the grid's `workers`, default 1; N > 1 needs a "
+                        "dataset that streams, docs/imagenet.md)")
     g.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as resources allow)")
     g.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     g.add_argument("--resume", action="store_true",

@@ -54,6 +54,8 @@ def prepare(entries, args, root):
             changes["device"] = "cpu"
         if args.country:
             changes["country"] = args.country
+        if getattr(args, "workers", None):
+            changes["workers"] = args.workers
         try:  # the same checks as the grid's values (a bad --country is named here)
             prepared.append((label, TrialConfig.from_dict(config.to_dict() | changes)))
         except ValueError as error:
@@ -77,15 +79,20 @@ def check_cluster(args):
     import ray
 
     available = ray.cluster_resources()
-    for name, need in (("CPU", args.cpus_per_trial), ("GPU", args.gpus_per_trial)):
+    workers = getattr(args, "most_workers", 1)
+    for name, need in (("CPU", args.cpus_per_trial * workers), ("GPU", args.gpus_per_trial * workers)):
         if need and available.get(name, 0) < need:
-            raise GridError(f"each trial needs {need} {name} but the Ray cluster has {available.get(name, 0)}")
+            raise GridError(f"a trial needs {need:g} {name} ({workers} workers) but the Ray cluster has "
+                            f"{available.get(name, 0):g}")
 
 
 def trial_params(args, root):
     """`params(label, config)`: the Tune config of a trial of this sweep."""
     sweep = {"name": args.name, "root": root.location, "checkpoint_every": args.checkpoint_every,
-             "wandb_mode": args.wandb_mode, "wandb_project": args.wandb_project, "wandb_entity": args.wandb_entity}
+             "wandb_mode": args.wandb_mode, "wandb_project": args.wandb_project, "wandb_entity": args.wandb_entity,
+             # a trial with workers > 1: what each of its Ray Train workers holds, and their restarts
+             "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
+             "worker_failures": args.max_failures}
 
     def params(label, config):
         return {"point": {"id": config.hash(), "label": label, "trial": config.to_dict(),
@@ -132,7 +139,7 @@ def run_experiment(searcher, num_samples, args, root, store):
         searcher = PackSearcher(searcher, args.trials_per_gpu, name, store, args.max_failures)
         trainable = pack_trainable
         num_samples *= args.max_failures + 1  # a pack holds at least one member, and a retry may need its own
-    resources = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    resources = tune.with_resources(trainable, trial_resources(args))
     callbacks = [StoreResults(store), JsonLoggerCallback(), CSVLoggerCallback()]
     tuner = tune.Tuner(
         resources,
@@ -153,6 +160,41 @@ def run_experiment(searcher, num_samples, args, root, store):
     )
     tuner.fit()
     check_store(store)
+
+
+def trial_resources(args):
+    """What a Tune trial holds: --cpus/gpus-per-trial; nothing for one with workers > 1, whose Ray
+    Train workers each hold that much instead."""
+    plain = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+
+    def resources(config):
+        point = config.get("point") or {}
+        return {"cpu": 0, "memory": 1} if point.get("trial", {}).get("workers", 1) > 1 else plain
+    return resources
+
+
+def check_workers(entries, args):
+    """A trial with more workers than this machine (or the cluster) holds is refused before any runs."""
+    most = max([c.workers for _, c in entries] or [1])
+    args.most_workers = most
+    if most == 1:
+        return
+    if args.trials_per_gpu != 1:
+        raise GridError(f"--trials-per-gpu {args.trials_per_gpu} packs small trials; this grid has trials with "
+                        f"workers={most}, which are never packed: run them in a sweep of their own")
+    if args.gpus_per_trial and args.gpus_per_trial != 1:
+        raise GridError(f"a trial with workers > 1 takes one whole GPU per worker; --gpus-per-trial "
+                        f"{args.gpus_per_trial} must be 0 or 1")
+    if args.address:
+        return  # the cluster's resources are checked once Ray joins it (check_cluster)
+    import torch
+
+    cpus = args.num_cpus or os.cpu_count() or 1
+    if most * args.cpus_per_trial > cpus or (args.gpus_per_trial and most > torch.cuda.device_count()):
+        have = f"{torch.cuda.device_count()} GPUs" if args.gpus_per_trial else f"{cpus} CPUs"
+        raise GridError(f"a trial asks for workers={most}, each holding {args.cpus_per_trial:g} CPU"
+                        f"{' and 1 GPU' if args.gpus_per_trial else ''}, but this machine has {have}; use fewer "
+                        f"workers or --address a cluster")
 
 
 def trial_name(trial):
@@ -277,6 +319,7 @@ def run(args):
     args.test_fail = {new.hash(): failing[old.hash()] for (_, old), (_, new) in zip(entries, prepared)
                       if old.hash() in failing}
     entries = prepared
+    check_workers(entries, args)
     search_list = [replace(s, base=prepare([(s.label, s.base)], args, root)[0][1]) for s in search_list]
     store = SweepStore(root)
     print(f"sweep {args.name}: {len(entries)} trials; results in {store.csv_path}")

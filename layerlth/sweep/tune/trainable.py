@@ -115,21 +115,25 @@ def wandb_dir(storage, mode):
     return None if mode == "disabled" else storage.local_dir("wandb")
 
 
-def attempt(params, store, checkpoint=None, reporter=Reporter, extra=None, runs=None):
+def attempt(params, store, checkpoint=None, reporter=Reporter, extra=None, runs=None, lead=True, finish=None,
+            changes=None):
     """One attempt at a sweep's trial as the generator a pack drives (`trial_work` inside): from its
     newest checkpoint (Tune's `checkpoint` or one left on storage), with its W&B run (kept in `runs`
     by member id when given) and `reporter`'s callback; its record, `extra` fields added, stored before
-    it is returned. A worker that cannot write the store leaves the record to the driver."""
+    it is returned. A worker that cannot write the store leaves the record to the driver.
+    A data-parallel trial's ranks each make an attempt: only the `lead` one has a W&B run and stores
+    the record, after `finish` (on every rank) has added up what the ranks measured; `changes` are
+    this rank's settings (its energy meter)."""
     point, sweep = params["point"], params["sweep"]
-    config = TrialConfig.from_dict(point["trial"])
+    config = TrialConfig.from_dict(point["trial"] | (changes or {}))
     test_failure(point, store.storage)
     resume = resume_state(checkpoint, store.storage, point["id"], config)
     attempts = (resume["context"].get("attempts", []) if resume else []) + [resume["epoch"] if resume else 0]
     nodes = (resume["context"].get("attempt_nodes", []) if resume else []) + [node_id()]
     started = time.time()  # W&B's start (up to its timeout on a dead network) is part of the trial's time
-    run = tracking.start_run(config, sweep["name"], sweep["wandb_mode"], sweep["wandb_project"],
-                             sweep.get("wandb_entity"), wandb_dir(store.storage, sweep["wandb_mode"]),
-                             point.get("tags", ()))
+    mode = sweep["wandb_mode"] if lead else "disabled"
+    run = tracking.start_run(config, sweep["name"], mode, sweep["wandb_project"], sweep.get("wandb_entity"),
+                             wandb_dir(store.storage, mode), point.get("tags", ()))
     if runs is not None:
         runs[params["member_id"]] = run
     callback = reporter(sweep["checkpoint_every"], training_recipe(config).epochs, run, attempts, config, nodes,
@@ -138,8 +142,13 @@ def attempt(params, store, checkpoint=None, reporter=Reporter, extra=None, runs=
     result |= {"trial_id": point["id"], "attempt_start_epochs": attempts, "attempt_nodes": nodes,
                "wall_seconds": time.time() - started, "worker_pid": os.getpid(),
                "wandb_run": run.dir if run is not None else None, **(extra or {})}
+    if finish is not None:
+        result = finish(result)
+    result |= {k: v for k, v in point["trial"].items() if k in (changes or {})}  # the trial's own, not the rank's
     tracking.finish_run(run, result, stop_service=runs is None)  # a pack's other members still log
     result = json.loads(json.dumps(result, default=str))  # the record exactly as the driver will read it
+    if not lead:
+        return result
     try:
         store.save(result)  # before reporting: a driver that dies now finds the trial stored
     except OSError as error:  # e.g. a worker that does not see the driver's disk: the driver stores it
@@ -156,7 +165,12 @@ def stored_result(params, store):
 def trainable(params):
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
     store = SweepStore(params["sweep"]["root"])
-    result = stored_result(params, store) or run_alone(attempt(params, store, tune.get_checkpoint()))
+    if params["point"]["trial"].get("workers", 1) > 1:  # data-parallel over Ray Train workers
+        from layerlth.sweep.tune.workers import train_across_workers
+
+        result = stored_result(params, store) or train_across_workers(params, store)
+    else:
+        result = stored_result(params, store) or run_alone(attempt(params, store, tune.get_checkpoint()))
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the worker may run the next trial: let trials packed beside it have the memory
     tune.report({"final_test_acc": result["final_test_acc"], "result_json": json.dumps(result)})
