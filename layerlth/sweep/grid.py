@@ -15,6 +15,8 @@ named all at once, one line each, a misspelt key or name with the nearest allowe
 """
 
 import itertools
+import os
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -50,6 +52,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def builtin_grids():
+    """Names of the built-in grids: the `*.yaml` files in `sweeps/grids/`, as `--grid` takes them."""
+    return sorted(p.stem for p in GRIDS.glob("*.yaml"))
+
+
 def grid_path(name_or_path):
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
@@ -79,7 +86,23 @@ def load_grid(name_or_path):
     grid.setdefault("name", path.stem)
     grid.setdefault("studies", [])
     grid.setdefault("searches", [])
+    for entry in [grid.get("defaults")] + grid["studies"] + grid["searches"]:
+        if isinstance(entry, dict) and isinstance(entry.get("dataset"), str):
+            entry["dataset"] = dataset_from_environment(path, entry["dataset"])
     return grid
+
+
+def dataset_from_environment(path, value):
+    """`dataset: ${IMAGENET}`: a grid shared between machines names its data by an environment
+    variable, set where it runs; one that is not set is named before anything starts."""
+    if "$" not in value:
+        return value
+    expanded = os.path.expandvars(value)
+    if "$" in expanded:
+        names = re.findall(r"\$\{?(\w+)", expanded)
+        raise GridError(f"{path}: dataset {value!r} names the environment variable {names[0]}, which is not set; "
+                        f"export {names[0]}=<the dataset's folder or shards> (docs/imagenet.md)")
+    return expanded
 
 
 TEST_SWITCH = "_test_fail"  # test-only study key: "once" or "always" makes its trials fail
