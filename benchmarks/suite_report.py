@@ -96,6 +96,10 @@ SECTIONS = {
     "packing": section_rows(lambda r: f"k trials in one process, {r['epochs']} epochs each (the first a warm-up); "
                                       f"a trial = {r['images_per_trial']:,} images; vs one per GPU = aggregate img/s "
                                       f"at k / at k = 1"),
+    "imagenet": section_rows(lambda r: f"{r.get('images')} synthetic JPEGs, {r.get('image_size')} px crops, batch "
+                                       f"{r.get('batch')}, {r.get('workers')} decoding workers, {r.get('steps')} timed "
+                                       f"steps; pipeline / training {_num(r.get('pipeline_over_training'), 2)} (target "
+                                       f">= 1.5), fed / synthetic {_num(r.get('fed_over_synthetic'), 2)} (target >= 0.9)"),
     "record": section_record,
 }
 
