@@ -161,3 +161,31 @@ def test_options_that_do_not_fit_the_dataset_are_refused(folder, values, message
 
     with pytest.raises(ValueError, match=message):
         run_trial(dict(dict(dataset=str(folder), kind="dense"), **values))
+
+
+def test_an_s3_prefix_streams_the_same_images_and_keeps_the_hash(folder, shards, monkeypatch):
+    from s3_server import s3_server
+
+    from layerlth.foundations import dataset_identity
+    from layerlth.foundations.config import TrialConfig
+    from layerlth.foundations.storage import Storage
+
+    with s3_server() as env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        for local, prefix in ((folder, "s3://layerlth/folder"), (shards, "s3://layerlth/shards")):
+            bucket = Storage(prefix)
+            for path in (p for p in local.rglob("*") if p.is_file()):
+                bucket.write_bytes(path.relative_to(local).as_posix(), path.read_bytes())
+            here, there = streams.open_source(local), streams.open_source(prefix)
+            assert there.kind == here.kind and there.items == here.items and there.classes == here.classes
+            x, _ = epoch(here, 1, 2, "val")
+            y, _ = epoch(there, 1, 2, "val")
+            assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(x, y))
+            dataset_identity.stream_identity.cache_clear()
+            assert (TrialConfig(kind="at_init", p=1, dataset=prefix).hash()
+                    == TrialConfig(kind="at_init", p=1, dataset=str(folder)).hash())  # by content, not place
+        with pytest.raises(streams.StreamError, match="cannot list the dataset at 's3://no-such-bucket/x'"):
+            streams.open_source("s3://no-such-bucket/x")
+        with pytest.raises(streams.StreamError, match="cannot list the dataset at 's3://layerlth/empty'"):
+            streams.open_source("s3://layerlth/empty")  # a prefix holding nothing does not exist on S3

@@ -13,7 +13,8 @@ from layerlth.foundations.dataset_identity import is_stream
 
 NAMES = ("cifar10", "cifar100", "digits", "synthetic")
 HELP = ("cifar10, cifar100, digits, synthetic, a path to an .npz with train_x/train_y/test_x/test_y, or a "
-        "directory of images that streams (train/<class>/* and val/<class>/*, or train-*.tar and val-*.tar shards)")
+        "directory or s3:// prefix of images that stream (train/<class>/* and val/<class>/*, or train-*.tar and "
+        "val-*.tar shards)")
 NPZ_KEYS = ("train_x", "train_y", "test_x", "test_y")
 
 

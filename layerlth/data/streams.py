@@ -11,12 +11,15 @@ Identity: `fingerprint()` digests each split's class list and its images' names 
 location, so a copy (S3 to a local disk) keeps its trials' hashes and a changed copy does not.
 """
 
+import fnmatch
 import io
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerlth.foundations.dataset_identity import IMAGE_SUFFIXES, SPLITS, digest, list_folder
+from layerlth.foundations.dataset_identity import IMAGE_SUFFIXES, SPLITS, digest, folder_tree
+from layerlth.foundations.storage import Storage
 from layerlth.foundations.dataset_identity import SHARD_INDEX as INDEX  # classes and members of `layerlth shard`
 
 GROUP = 1000  # images per group of a large folder, and per shard `layerlth shard` writes of it
@@ -44,13 +47,20 @@ class Item:
 
 
 def open_source(location):
-    """The folder or shard source at `location` (a local directory), checked before any use."""
-    root = Path(location)
-    if not root.is_dir():
+    """The folder or shard source at `location` (a local directory or an s3:// prefix), its layout
+    checked and its images listed (names and sizes only) before any use."""
+    storage = Storage(location)
+    if storage.local and not Path(storage.location).is_dir():
         raise StreamError(f"dataset folder {location!r} does not exist; {LAYOUT}")
-    if any(root.glob("train-*.tar")) or any(root.glob("val-*.tar")):
-        return ShardSource(root)
-    return FolderSource(root)
+    try:
+        listing = storage.listing()
+    except OSError as error:  # pyarrow's errors for a bucket or prefix it cannot read
+        raise StreamError(f"cannot list the dataset at {location!r}: {error}") from error
+    if not listing:
+        raise StreamError(f"{location!r} holds no files (or cannot be read); {LAYOUT}")
+    if any(fnmatch.fnmatch(name, f"{split}-*.tar") for name, _ in listing for split in SPLITS):
+        return ShardSource(storage, listing)
+    return FolderSource(storage, listing)
 
 
 class FolderSource:
@@ -58,29 +68,35 @@ class FolderSource:
 
     kind = "folder"
 
-    def __init__(self, root):
-        self.root = Path(root)
-        missing = [s for s in SPLITS if not (self.root / s).is_dir()]
+    def __init__(self, storage, listing):
+        self.storage, self.root = storage, storage.location
+        tree = folder_tree(listing)
+        if storage.local:  # class folders without an image, which a listing of files cannot show
+            for split in SPLITS:
+                folder = Path(self.root) / split
+                for sub in (p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else ():
+                    tree[split].setdefault(sub.name, [])
+        missing = [s for s in SPLITS if not tree[s] and not (storage.local and (Path(self.root) / s).is_dir())]
         if missing:
             raise StreamError(f"{self.root} has no {' or '.join(f'{s}/' for s in missing)} folder; {LAYOUT}")
-        listed = list_folder(self.root)
-        self.classes = sorted(listed["train"])
+        self.classes = sorted(tree["train"])
         if not self.classes:
-            raise StreamError(f"{self.root / 'train'} has no class folders; {LAYOUT}")
-        self.items = {split: self._items(split, listed[split]) for split in SPLITS}
+            raise StreamError(f"{self.storage.path('train')} has no class folders; {LAYOUT}")
+        self.items = {split: self._items(split, dict(sorted(tree[split].items()))) for split in SPLITS}
 
     def _items(self, split, classes):
         unknown = [name for name in classes if name not in self.classes]
         if unknown:
-            raise StreamError(f"{self.root / split} has classes that train/ lacks: {unknown[:5]}")
+            raise StreamError(f"{self.storage.path(split)} has classes that train/ lacks: {unknown[:5]}")
         empty = [name for name, files in classes.items() if not files]
         if empty:
-            raise StreamError(f"class folder {self.root / split / empty[0]} holds no image "
-                              f"({', '.join(IMAGE_SUFFIXES)}){f' (and {len(empty) - 1} more)' if len(empty) > 1 else ''}")
+            more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+            raise StreamError(f"class folder {self.storage.path(f'{split}/{empty[0]}')} holds no image "
+                              f"({', '.join(IMAGE_SUFFIXES)}){more}")
         items = [Item(f"{name}/{stem}", suffix, self.classes.index(name), size)
                  for name, files in classes.items() for stem, suffix, size in files]
         if not items:
-            raise StreamError(f"{self.root / split} holds no images; {LAYOUT}")
+            raise StreamError(f"{self.storage.path(split)} holds no images; {LAYOUT}")
         return items
 
     def groups(self, split):
@@ -90,7 +106,7 @@ class FolderSource:
 
     def read_group(self, split, index):
         """[(item, encoded bytes)] of one group, in its listed order."""
-        return [(item, (self.root / split / f"{item.key}{item.suffix}").read_bytes())
+        return [(item, self.storage.read_bytes(f"{split}/{item.key}{item.suffix}"))
                 for item in self.groups(split)[index]]
 
 
@@ -100,21 +116,21 @@ class ShardSource:
 
     kind = "shards"
 
-    def __init__(self, root):
-        self.root = Path(root)
-        self.shards = {split: sorted(self.root.glob(f"{split}-*.tar")) for split in SPLITS}
+    def __init__(self, storage, listing):
+        self.storage, self.root = storage, storage.location
+        names = [name for name, _ in listing]
+        self.shards = {split: sorted(n for n in names if fnmatch.fnmatch(n, f"{split}-*.tar")) for split in SPLITS}
         missing = [s for s in SPLITS if not self.shards[s]]
         if missing:
             raise StreamError(f"{self.root} has no {' or '.join(f'{s}-*.tar' for s in missing)} shards; {LAYOUT}")
-        index = self.root / INDEX
-        listed = json.loads(index.read_text()) if index.is_file() else self._scan()
+        listed = storage.read_json(INDEX) if INDEX in names else self._scan()
         self.classes = listed["classes"]
         self.members = {split: [[Item(*item) for item in shard] for shard in listed["splits"][split]]
                         for split in SPLITS}
 
     def _scan(self):
-        splits = {split: [[(i.key, i.suffix, i.label, i.size) for i, _ in read_shard(path)]
-                          for path in self.shards[split]] for split in SPLITS}
+        splits = {split: [[(i.key, i.suffix, i.label, i.size) for i, _ in self.read_shard(name)]
+                          for name in self.shards[split]] for split in SPLITS}
         labels = {item[2] for shard in splits["train"] for item in shard}
         return {"classes": [str(n) for n in range(max(labels) + 1)], "splits": splits}
 
@@ -126,7 +142,15 @@ class ShardSource:
         return self.members[split]
 
     def read_group(self, split, index):
-        return read_shard(self.shards[split][index])
+        return self.read_shard(self.shards[split][index])
+
+    def read_shard(self, name):
+        if self.storage.local:
+            return read_shard(self.storage.path(name))
+        with tempfile.NamedTemporaryFile(suffix=".tar") as copy:  # webdataset reads a file; one shard at a time
+            copy.write(self.storage.read_bytes(name))
+            copy.flush()
+            return read_shard(copy.name)
 
 
 def read_shard(path):

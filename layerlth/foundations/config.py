@@ -5,11 +5,11 @@ import argparse
 import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
 
 from layerlth.foundations.arch_names import identity
 from layerlth.foundations.dataset_identity import is_stream, stream_identity
 from layerlth.foundations.field_checks import checked_values, field_type, hinted, raise_all
+from layerlth.foundations.storage import Storage
 
 # the values of the engine's switches (`training.fastpath` checks them where they are used)
 COMPILE_CHOICES = GRAPH_CHOICES = ("auto", True, False)
@@ -33,7 +33,7 @@ class TrialConfig:
 
     kind: str = _f("at_init", "dense, at_init (Algorithm 2), after_training (Algorithm 1) or filter (Table 3)")
     arch: str = _f("resnet20", "network: resnet20/32/44/56/110 or cifar_resnet{6n+2}, a torchvision family (resnet50, convnext_tiny, swin_t, vit_b_16, ...), vit_cifar, or package.module:callable (layerlth inspect --help lists all)")
-    dataset: str = _f("digits", "cifar10, cifar100, digits, synthetic, or a path to an .npz")
+    dataset: str = _f("digits", "cifar10, cifar100, digits, synthetic, a path to an .npz, or a directory or s3:// prefix of images that stream (train/<class>/*, val/<class>/*, or train-*.tar and val-*.tar shards)")
     data_dir: str | None = _f(None, "where CIFAR is cached (default $LAYERLTH_DATA or ~/.cache/layerlth/data)", hashed=False, dense=False)
     shortcut: str = _f("B", "CIFAR ResNet shortcut: B = 1x1 projection (paper's MACs), A = parameter-free")
     criterion: str = _f("grasp", "block score: grasp, snip, synflow (at init); hrank, expectabs, pls, kl, cka, l1 (trained); random", dense=False)
@@ -142,7 +142,7 @@ def _named(values):
     dataset that streams by its content (`dataset_identity`), not by where it lies."""
     values = values | {"arch": identity(values["arch"])} if "arch" in values else values
     if "dataset" in values and is_stream(values["dataset"]):
-        values = values | {"dataset": stream_identity(str(Path(values["dataset"]).resolve()))}
+        values = values | {"dataset": stream_identity(Storage(values["dataset"]).location)}
     return values
 
 

@@ -122,6 +122,18 @@ class Storage:
         if self.exists(name):
             fs.delete_file(path)
 
+    def listing(self):
+        """[(name, size)] of every file below, sorted by name: one listing call on an object store."""
+        if self.local:
+            root = Path(self.location)
+            return sorted((p.relative_to(root).as_posix(), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+        import pyarrow.fs
+
+        fs, base = self._remote()
+        selector = pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=False)
+        return sorted((info.path[len(base) + 1:], info.size) for info in fs.get_file_info(selector)
+                      if info.type == pyarrow.fs.FileType.File)
+
     def glob(self, pattern):
         """Sorted names of the files matching `pattern` ('*' stays within one folder)."""
         if self.local:

@@ -113,7 +113,7 @@ def validate(config):
 
 
 def check_streaming(config):
-    """What a dataset that streams (a directory) takes, and what only it takes."""
+    """What a dataset that streams (a directory or s3:// prefix) takes, and what only it takes."""
     if not is_stream(config.dataset):
         for name in ("image_size", "data_workers"):
             if getattr(config, name) is not None:
