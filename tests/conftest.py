@@ -27,9 +27,22 @@ def cifar_fixture():
 def cifar_subset():
     """The 10% CIFAR-10 subset (`layerlth.data.subset`); without it the run stops with one line."""
     if SUBSET is None:
-        pytest.exit(f"slow tests need {subset.NAME}, found in none of {', '.join(map(str, subset.places()))}: "
-                    f"{subset.HOW_TO_GET}", returncode=1)
+        stop_without_subset()
     return str(SUBSET)
+
+
+def stop_without_subset():
+    pytest.exit(f"slow tests need {subset.NAME}, found in none of {', '.join(map(str, subset.places()))}: "
+                f"{subset.HOW_TO_GET}", returncode=1)
+
+
+def pytest_collection_finish(session):
+    """A run that will read the subset and has none stops before its first test, in one line."""
+    cuda = torch.cuda.is_available()
+    needs = [item for item in session.items if "cifar_subset" in getattr(item, "fixturenames", ())
+             and (cuda or item.get_closest_marker("cuda") is None)]
+    if needs and SUBSET is None:
+        stop_without_subset()
 
 
 @pytest.fixture(autouse=True)

@@ -25,14 +25,15 @@ from layerlth.foundations.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
-GRID = """
+EPOCHS = 20  # trials of a few seconds: the worker node's first trial starts before the head's run out
+GRID = f"""
 name: cluster
-defaults: {dataset: digits, arch: resnet20, recipe: he2016, epochs: 6, score_batches: 1, emissions: false}
+defaults: {{dataset: digits, arch: resnet20, recipe: he2016, epochs: {EPOCHS}, score_batches: 1, emissions: false}}
 studies:
-  - {kind: dense}
-  - {kind: after_training, criterion: kl, p: 1, rewind: [0, 1]}
-  - {kind: at_init, criterion: [snip, grasp], p: 1}
-  - {kind: filter, criterion: grasp, p: 1}
+  - {{kind: dense}}
+  - {{kind: after_training, criterion: kl, p: 1, rewind: [0, 2]}}
+  - {{kind: at_init, criterion: [snip, grasp], p: 1}}
+  - {{kind: filter, criterion: grasp, p: 1}}
 """
 SWEEP = "s3://layerlth/sweeps/cluster"
 
@@ -172,9 +173,9 @@ def test_two_node_sweep_on_s3_survives_a_dead_worker_and_a_dead_driver(tmp_path)
         assert first_nodes == {"head", "worker"}, first_nodes  # trials landed on both nodes
         retried = rows[victim]
         assert [name.get(n) for n in retried["attempt_nodes"][:2]] == ["worker", "head"], retried["attempt_nodes"]
-        assert retried["attempt_start_epochs"][1] >= 1 and retried["epochs_trained"] == 6 - retried["start_epoch"]
+        assert retried["attempt_start_epochs"][1] >= 1 and retried["epochs_trained"] == EPOCHS - retried["start_epoch"]
         tickets = [r for r in rows.values() if r["kind"] == "after_training"]
         dense_key = next(r for r in rows.values() if r["kind"] == "dense")["dense_run"].rsplit("/", 1)[1]
         assert len(tickets) == 2 and all(r["dense_run"] == f"{SWEEP}/dense/{dense_key}" for r in tickets)
-        assert bucket.exists(f"dense/{dense_key}/weights_epoch1.pt")
+        assert bucket.exists(f"dense/{dense_key}/weights_epoch2.pt")  # rewind point 2 of 20 epochs
         assert not any((tmp_path / d).exists() for d in ("results", "dense", "trials"))  # nothing shared locally

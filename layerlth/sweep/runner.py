@@ -164,8 +164,11 @@ def run_experiment(searcher, num_samples, args, root, store):
 
 def trial_resources(args):
     """What a Tune trial holds: --cpus/gpus-per-trial; nothing for one with workers > 1, whose Ray
-    Train workers each hold that much instead."""
+    Train workers each hold that much instead (a function of the trial only where the grid has such
+    trials: Tune places trials of a fixed request across a cluster's nodes as it always did)."""
     plain = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+    if getattr(args, "most_workers", 1) == 1:
+        return plain
 
     def resources(config):
         point = config.get("point") or {}
