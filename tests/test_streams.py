@@ -122,6 +122,18 @@ def test_the_eval_transform_is_resize_then_centre_crop():
     assert streams.decode(buffer.getvalue()).size == (80, 64) and streams.decode(b"junk") is None
 
 
+def test_a_folder_named_like_a_built_in_dataset_changes_nothing(tmp_path, monkeypatch):
+    from layerlth.foundations.config import TrialConfig
+
+    before = TrialConfig(kind="at_init", p=1, dataset="digits").hash()
+    (tmp_path / "digits" / "train").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert TrialConfig(kind="at_init", p=1, dataset="digits").hash() == before
+    from layerlth.data import load_dataset
+
+    assert len(load_dataset("digits").train_x) == 1437
+
+
 def test_a_trial_hash_names_the_images_not_where_they_lie(folder, shards, tmp_path):
     from layerlth.foundations.config import TrialConfig
 

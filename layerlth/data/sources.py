@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from layerlth.data.images import ImageData
-from layerlth.foundations.dataset_identity import is_stream
+from layerlth.foundations.dataset_identity import BUILT_IN, is_stream
 
-NAMES = ("cifar10", "cifar100", "digits", "synthetic")
+NAMES = BUILT_IN
 HELP = ("cifar10, cifar100, digits, synthetic, a path to an .npz with train_x/train_y/test_x/test_y, or a "
         "directory or s3:// prefix of images that stream (train/<class>/* and val/<class>/*, or train-*.tar and "
         "val-*.tar shards)")

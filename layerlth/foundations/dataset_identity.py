@@ -22,9 +22,14 @@ SPLITS = ("train", "val")
 SHARD_INDEX = "layerlth-shards.json"
 
 
+BUILT_IN = ("cifar10", "cifar100", "digits", "synthetic")  # names, whatever folders lie about
+
+
 def is_stream(name):
-    """A dataset named by a directory or an s3:// prefix (CIFAR names and .npz files are not streamed)."""
-    return str(name).startswith("s3://") or Path(str(name)).is_dir()
+    """A dataset named by a directory or an s3:// prefix (built-in names and .npz files are not
+    streamed, even where a folder of that name lies in the working directory)."""
+    name = str(name)
+    return name not in BUILT_IN and (name.startswith("s3://") or Path(name).is_dir())
 
 
 def folder_tree(listing):
