@@ -4,10 +4,11 @@
 import math
 from pathlib import Path
 
-from layerlth.analysis.results import clean, load_rows  # noqa: F401 (clean re-exported)
+from layerlth.analysis.results import clean, load_rows
 from layerlth.foundations.config import TrialConfig
 from layerlth.foundations.recipes import training_recipe
 from layerlth.tickets.verdict import BASELINE, TICKET, finished, is_dense, value  # noqa: F401 (re-exported)
+
 
 def read_rows(paths):
     """Rows of sweep directories, folders of sweeps, trials/, result files or results tables, as

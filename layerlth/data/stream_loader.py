@@ -100,9 +100,9 @@ class StreamImages(torch.utils.data.IterableDataset):
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
         self.train = split == "train" if train is None else train  # shuffled order
         self.augment = self.train and augment
-        sizes = [len(group) for group in source.groups(split)]
-        self.starts = [sum(sizes[:n]) for n in range(len(sizes))]
-        self.limit = sum(sizes) if limit is None else limit
+        self.sizes = [len(group) for group in source.groups(split)]
+        self.starts = [0, *itertools.accumulate(self.sizes)][:-1]
+        self.limit = sum(self.sizes) if limit is None else limit
         self.count = sum(1 for start in self.starts if start < self.limit)  # groups holding wanted images
 
     def groups(self, rank=None):
@@ -111,8 +111,7 @@ class StreamImages(torch.utils.data.IterableDataset):
 
     def images_of(self, rank):
         """How many images rank `rank` reads this epoch (from the listing: nothing is read)."""
-        sizes = [len(g) for g in self.source.groups(self.split)]
-        return sum(max(0, min(sizes[g], self.limit - self.starts[g])) for g in self.groups(rank))
+        return sum(max(0, min(self.sizes[g], self.limit - self.starts[g])) for g in self.groups(rank))
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()

@@ -12,6 +12,7 @@ location, so a copy (S3 to a local disk) keeps its trials' hashes and a changed 
 """
 
 import fnmatch
+import functools
 import io
 import json
 import tempfile
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerlth.foundations.dataset_identity import IMAGE_SUFFIXES, SPLITS, digest, folder_tree
+from layerlth.foundations.dataset_identity import (
+    SHARD_INDEX as INDEX,  # classes and members of `layerlth shard`
+)
 from layerlth.foundations.storage import Storage
-from layerlth.foundations.dataset_identity import SHARD_INDEX as INDEX  # classes and members of `layerlth shard`
 
 GROUP = 1000  # images per group of a large folder, and per shard `layerlth shard` writes of it
 SMALL_GROUPS = 16  # a split of fewer than 16 x GROUP images is read in 16 groups
@@ -48,7 +51,14 @@ class Item:
 
 def open_source(location):
     """The folder or shard source at `location` (a local directory or an s3:// prefix), its layout
-    checked and its images listed (names and sizes only) before any use."""
+    checked and its images listed (names and sizes only) before any use. Listed once per process and
+    location, as its identity is (`dataset_identity`): a grid's every trial validates its dataset, and
+    ImageNet lists 1.28 M files; `open_source.cache_clear()` reads a changed one anew."""
+    return _opened(Storage(location).location)
+
+
+@functools.lru_cache(maxsize=8)
+def _opened(location):
     storage = Storage(location)
     if storage.local and not Path(storage.location).is_dir():
         raise StreamError(f"dataset folder {location!r} does not exist; {LAYOUT}")
@@ -61,6 +71,9 @@ def open_source(location):
     if any(fnmatch.fnmatch(name, f"{split}-*.tar") for name, _ in listing for split in SPLITS):
         return ShardSource(storage, listing)
     return FolderSource(storage, listing)
+
+
+open_source.cache_clear = _opened.cache_clear
 
 
 class FolderSource:
@@ -134,7 +147,7 @@ class ShardSource:
         labels = {item[2] for shard in splits["train"] for item in shard}
         return {"classes": [str(n) for n in range(max(labels) + 1)], "splits": splits}
 
-    @property
+    @functools.cached_property
     def items(self):
         return {split: [item for shard in self.members[split] for item in shard] for split in SPLITS}
 

@@ -55,9 +55,9 @@ class TrialConfig:
     seed: int = _f(0, "seed for initialisation, batch order, augmentation and random scores")
     train_subset: int | None = _f(None, "use only the first N training images (quick checks)")
     image_size: int | None = _f(None, "a dataset that streams (a directory): side of the square crops it trains and is evaluated on (default 224)")
+    workers: int = _f(1, "data-parallel processes training this one trial (Ray Train, one GPU each, across nodes); the recipe's batch is the global one, split over them; > 1 needs a dataset that streams. BatchNorm keeps per-worker statistics")
     # how many processes decode a streamed dataset's images: how fast, not what (the batches do not
     # depend on it), so neither in the hash nor the dense key
-    workers: int = _f(1, "data-parallel processes training this one trial (Ray Train, one GPU each, across nodes); the recipe's batch is the global one, split over them; > 1 needs a dataset that streams. BatchNorm keeps per-worker statistics")
     data_workers: int | None = _f(None, "a dataset that streams: DataLoader processes decoding its images (default: one per core but one, at most 8)", hashed=False, dense=False)
     device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...", hashed=False, dense=False)
     amp: bool = _f(True, "bf16 autocast where it pays: GPUs with native bf16, CPUs with AMX-BF16 (fp32 elsewhere)")

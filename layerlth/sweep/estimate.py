@@ -36,11 +36,10 @@ def dataset_shape(name, image_size=None):
     if name in SHAPES:
         return SHAPES[name]
     if is_stream(name):
-        from layerlth.data.stream_data import DEFAULT_IMAGE_SIZE
+        from layerlth.data import image_shape
         from layerlth.data.streams import open_source
 
-        size = image_size or DEFAULT_IMAGE_SIZE
-        return len(open_source(name).items["train"]), (3, size, size)
+        return len(open_source(name).items["train"]), image_shape(name, image_size)
     with np.load(Path(name), mmap_mode="r") as arrays:
         return len(arrays["train_y"]), tuple(arrays["train_x"].shape[1:])
 

@@ -27,6 +27,7 @@ from layerlth.training.fastpath import choose as choose_fast_path
 from layerlth.training.loop import Run, SaveWeights, compile_for_training, log_progress
 from layerlth.training.pack import run_alone
 from layerlth.training.parallel import active as active_parallel
+from layerlth.training.parallel import leads
 
 log = logging.getLogger("layerlth")
 def run_trial(config, callbacks=(), resume=None):
@@ -53,7 +54,7 @@ def trial_work(config, callbacks=(), resume=None):
             result |= robustness_columns(config, trained_dense(config, data, device), data, device)
     else:
         result = yield from ticket_result(config, data, device, callbacks, resume)
-    if config.out_dir and (active_parallel() is None or active_parallel().rank == 0):
+    if config.out_dir and leads():
         write_json_atomic(result, Path(config.out_dir) / "result.json")
     return result
 
@@ -72,8 +73,7 @@ def trained_dense(config, data, device):
 def dense_result(config, data, device, callbacks=(), resume=None):
     """The dense baseline, trained once per dense key and stored; later calls read the store."""
     run = DenseRun(config, training_recipe(config).epochs)
-    parallel = active_parallel()  # data-parallel: rank 0 alone locks and writes the store, all train
-    lead = parallel is None or parallel.rank == 0
+    parallel, lead = active_parallel(), leads()  # data-parallel: rank 0 alone locks and writes the store
     with run.lock() if lead else contextlib.nullcontext():
         reused = run.complete() if parallel is None else parallel.decide(run.complete() if lead else None)
         if not reused:

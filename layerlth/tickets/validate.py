@@ -6,8 +6,8 @@ import torch
 from layerlth.criteria import AGGREGATES, CRITERIA, check_applicable, check_criterion
 from layerlth.data import DatasetUnavailable, check_dataset, image_shape
 from layerlth.data.sources import NAMES as DATASETS
-from layerlth.foundations.dataset_identity import is_stream
 from layerlth.foundations.arch_names import CIFAR_NAMED, CIFAR_STEM, RESNETS, TORCHVISION, VIT_CIFAR
+from layerlth.foundations.dataset_identity import is_stream
 from layerlth.foundations.field_checks import hinted, raise_all
 from layerlth.foundations.recipes import RECIPES, get_recipe, training_recipe
 from layerlth.measure.robustness import KINDS as ROBUSTNESS

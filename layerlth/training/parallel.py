@@ -61,6 +61,12 @@ def active():
     return _ACTIVE.get()
 
 
+def leads():
+    """Whether this process writes what a run leaves (records, stored runs): alone, or rank 0."""
+    parallel = active()
+    return parallel is None or parallel.rank == 0
+
+
 @contextlib.contextmanager
 def training_in_parallel(parallel):
     """Runs built inside train data-parallel as `parallel` says."""

@@ -137,15 +137,20 @@ def member_checkpoint_name(trial_id):
     return f"checkpoints/{trial_id}/state.pt"
 
 
+def save_own_checkpoint(store, trial_id, checkpoint):
+    """A trial's checkpoint as its own file in the sweep's store, where `resume_state` finds it."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    store.storage.write_bytes(member_checkpoint_name(trial_id), buffer.getvalue())
+
+
 class MemberReporter(Reporter):
     """A pack member's callback: as a trial's (`Reporter`), but nothing goes to Tune (the pack
     reports its members as they leave) and its checkpoint is the member's own file in the storage."""
 
     def report(self, metrics, checkpoint=None):
         if checkpoint is not None:
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            self.store.storage.write_bytes(member_checkpoint_name(self.trial_id), buffer.getvalue())
+            save_own_checkpoint(self.store, self.trial_id, checkpoint)
 
 
 def member_work(params, store, runs):

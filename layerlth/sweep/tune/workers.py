@@ -14,17 +14,15 @@ per node, on its first worker: a meter reads the whole machine), peak memory the
 rank, and says how many workers and nodes trained it.
 """
 
-import io
 import json
 import os
 import signal
 import uuid
 
-import torch
 import torch.distributed as dist
 from ray import train
 
-from layerlth.sweep.tune.packs import member_checkpoint_name
+from layerlth.sweep.tune.packs import save_own_checkpoint
 from layerlth.sweep.tune.trainable import Reporter, attempt
 
 ENERGY = ("energy_kwh", "co2_kg", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh")
@@ -84,9 +82,7 @@ class WorkerReporter(Reporter):
 
     def report(self, metrics, checkpoint=None):
         if checkpoint is not None:
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            self.store.storage.write_bytes(member_checkpoint_name(self.trial_id), buffer.getvalue())
+            save_own_checkpoint(self.store, self.trial_id, checkpoint)
         train.report(metrics)
 
 
