@@ -38,3 +38,16 @@ def test_the_grid_trains_resnet50_tickets_on_the_images_wherever_they_lie(folder
     assert sweep_cli.main(["--grid", "imagenet", "--dry-run", "--slots", "8"]) == 0
     out = capsys.readouterr().out
     assert "grid imagenet: 22 trials" in out and "resnet50" in out and "slots" in out
+
+
+def test_the_fast_grid_holds_the_same_trials_with_ffcvs_recipe(folder, monkeypatch):
+    monkeypatch.setenv("IMAGENET", str(folder))
+    classic, fast = (expand(load_grid(name)) for name in ("imagenet", "imagenet_fast"))
+    assert [(c.kind, c.criterion, c.p, c.seed) for _, c in fast] == [(c.kind, c.criterion, c.p, c.seed) for _, c in classic]
+    assert {(c.recipe, c.image_size) for _, c in fast} == {("imagenet_fast", 256)}
+    from layerlth.sweep.estimate import trial_cost
+
+    # priced by pixels trained: 12 epochs at 160 px and 4 at 192 px against 90 at 224 px
+    dense_classic, dense_fast = (next(c for _, c in trials if c.kind == "dense") for trials in (classic, fast))
+    ratio = trial_cost(dense_classic)[1] / trial_cost(dense_fast)[1]
+    assert ratio == pytest.approx(90 * 224**2 / (12 * 160**2 + 4 * 192**2), rel=0.02)

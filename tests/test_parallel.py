@@ -2,12 +2,14 @@
 cluster): the same ticket and weights on every rank, disjoint shares of each epoch, the same
 metrics everywhere."""
 
+import hashlib
 import json
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from test_streams import write_folder
 
 from layerlth.data import stream_data, streams
@@ -26,27 +28,36 @@ def config(folder, **changes):
 
 
 def rank_main(rank, world, folder, out):
-    """One rank: its row, and its weights after each epoch, written for the test to compare."""
+    """One rank: its row, its weights after each epoch and a digest of them after every optimizer
+    step, written for the test to compare."""
     from layerlth import run_trial
     from layerlth.training.parallel import Parallel, training_in_parallel
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=world)
-    weights = []
+    weights, steps = [], []
 
     def keep(state):
         weights.append({k: v.clone() for k, v in state.model.state_dict().items()})
 
+    def digest(optimizer, args, kwargs):  # every parameter's bytes after each step
+        data = b"".join(p.detach().numpy().tobytes() for g in optimizer.param_groups for p in g["params"])
+        steps.append(hashlib.sha256(data).hexdigest())
+
+    hook = register_optimizer_step_post_hook(digest)
     with training_in_parallel(Parallel(rank, world)):
         row = run_trial(config(folder, workers=world), callbacks=[keep])
+    hook.remove()
+    with training_in_parallel(Parallel(rank, world)):
         # a dense run: rank 0 alone locks and writes the shared store, both train (no rank waits on a lock)
         dense = run_trial(config(folder, kind="dense", p=0, epochs=1, workers=world, dense_dir=str(out / "dense")))
     torch.save(weights, out / f"weights-{rank}.pt")
+    (out / f"steps-{rank}.json").write_text(json.dumps(steps))
     (out / f"row-{rank}.json").write_text(json.dumps(row | {"dense": dense}, default=str))
     dist.destroy_process_group()
 
 
-def test_two_ranks_train_the_same_ticket_on_disjoint_shares_and_agree_after_every_epoch(folder, tmp_path):
+def test_two_ranks_train_the_same_ticket_on_disjoint_shares_and_agree_after_every_step(folder, tmp_path):
     mp.spawn(rank_main, args=(2, folder, tmp_path), nprocs=2, join=True)
     rows = [json.loads((tmp_path / f"row-{r}.json").read_text()) for r in range(2)]
     weights = [torch.load(tmp_path / f"weights-{r}.pt") for r in range(2)]
@@ -54,6 +65,9 @@ def test_two_ranks_train_the_same_ticket_on_disjoint_shares_and_agree_after_ever
     dense = [r["dense"] for r in rows]
     assert dense[0]["final_test_acc"] == dense[1]["final_test_acc"] and not dense[0]["dense_reused"]
     assert len(list((tmp_path / "dense").rglob("result.json"))) == 1  # stored once, by rank 0
+    steps = [json.loads((tmp_path / f"steps-{r}.json").read_text()) for r in range(2)]
+    assert len(steps[0]) == 2 * 512 // 64 and steps[0] == steps[1]  # every global batch: bitwise the same weights
+    assert len(set(steps[0])) == len(steps[0])  # every step moved them
     assert len(weights[0]) == 3  # before the first epoch, and after each of two
     for before, after in zip(*weights):  # the same weights on both ranks, at the start and after each epoch
         assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)

@@ -25,9 +25,10 @@ def default_workers():
 
 class StreamData:
     def __init__(self, location, image_size=None, workers=None, rank=0, world=1, device="cpu", limits=None,
-                 source=None):
+                 source=None, stats_size=None):
         self.location, self.source = str(location), source or open_source(location)
         self.size = image_size or DEFAULT_IMAGE_SIZE
+        self.stats_size = stats_size or self.size  # one mean and std whatever size an epoch crops at
         self.workers = default_workers() if workers is None else workers
         self.rank, self.world, self.device = rank, world, torch.device(device)
         self.limits = dict(limits or {})
@@ -49,8 +50,13 @@ class StreamData:
 
     def _with(self, **changes):
         values = dict(location=self.location, image_size=self.size, workers=self.workers, rank=self.rank,
-                      world=self.world, device=self.device, limits=self.limits, source=self.source) | changes
+                      world=self.world, device=self.device, limits=self.limits, source=self.source,
+                      stats_size=self.stats_size) | changes
         return StreamData(**values)
+
+    def at_size(self, size):
+        """The same images cropped at `size` px (progressive resizing), normalised as at this size."""
+        return self._with(image_size=size)
 
     def subset(self, train=None, test=None):
         """The first `train` / `test` images of the listing (quick checks)."""
@@ -71,14 +77,14 @@ class StreamData:
     def channel_stats(self):
         """Per-channel mean and std, in [0, 255] units, of the first training images' centre crops
         (computed once per source and crop size: subsets and copies share them)."""
-        cache = self.source.__dict__.setdefault("channel_stats", {})
-        if self.size not in cache:
-            images = StreamImages(self.source, "train", self.size, limit=min(STATS_IMAGES, len(self.source.items["train"])),
+        cache, size = self.source.__dict__.setdefault("channel_stats", {}), self.stats_size
+        if size not in cache:
+            images = StreamImages(self.source, "train", size, limit=min(STATS_IMAGES, len(self.source.items["train"])),
                                   train=False)
             pixels = torch.cat([x.flatten(1) for x, _ in StreamBatches(images, 64, 0)], 0)  # (N, 3 * S * S)
             pixels = pixels.view(len(pixels), 3, -1).transpose(0, 1).flatten(1).double()
-            cache[self.size] = (pixels.mean(1).float(), pixels.std(1).float())
-        return cache[self.size]
+            cache[size] = (pixels.mean(1).float(), pixels.std(1).float())
+        return cache[size]
 
     def stream_batches(self, batch_size, train, generator=None, augment=True, memory_format=None):
         """What `Batches` gives for this dataset: normalised float batches on the device."""

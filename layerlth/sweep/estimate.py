@@ -59,8 +59,11 @@ def trial_macs_and_images(config):
     removed = config.p if config.kind != "dense" else 0
     macs = ticket_macs(config.arch, shape, config.shortcut, removal_rule(config), removed)
     recipe = training_recipe(config)
-    epochs = recipe.epochs - (config.rewind if config.kind == "after_training" and not config.reinit else 0)
-    return macs, images * epochs
+    first = config.rewind if config.kind == "after_training" and not config.reinit else 0
+    # a progressively resized epoch (smaller crops) counts as (crop / size)^2 of one: MACs follow pixels
+    size = shape[-1]
+    epochs = sum((recipe.train_size(e, size) / size) ** 2 for e in range(first, recipe.epochs))
+    return macs, round(images * epochs)
 
 
 @functools.lru_cache(maxsize=None)

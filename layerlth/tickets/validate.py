@@ -119,6 +119,9 @@ def check_streaming(config):
             if getattr(config, name) is not None:
                 raise ValueError(f"{name}={getattr(config, name)} applies to a dataset that streams (a directory), "
                                  f"not to {config.dataset!r}, which is held in memory at its own size")
+        if get_recipe(config.recipe).train_sizes is not None:
+            raise ValueError(f"recipe {config.recipe!r} resizes its training crops by epoch, which only a dataset "
+                             f"that streams (a directory) can; {config.dataset!r} is held in memory at its own size")
         if config.workers > 1:
             raise ValueError(f"workers={config.workers} trains one trial on several processes, for a dataset that "
                              f"streams (a directory); {config.dataset!r} is held in memory: pack such trials "

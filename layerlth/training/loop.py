@@ -74,8 +74,9 @@ class Run:
         model.to(memory_format=self.memory_format)
         self.model, self.data, self.recipe, self.seed, self.name = model, data, recipe, seed, name
         self.optimizer = optimizer or recipe.optimizer(model)
-        self.stepper = (GraphedStep(model, self.optimizer, amp, recipe.batch_size) if graph
-                        else EagerStep(model, self.optimizer, amp, runner))
+        smoothing = recipe.label_smoothing
+        self.stepper = (GraphedStep(model, self.optimizer, amp, recipe.batch_size, smoothing=smoothing) if graph
+                        else EagerStep(model, self.optimizer, amp, runner, smoothing=smoothing))
         self.amp, self.callbacks, self.history = amp, list(callbacks), list(history)
         self.context = {} if context is None else context
         self.test = Batches(data, 512, train=False, memory_format=self.memory_format)
@@ -105,11 +106,20 @@ class Run:
             return
         set_lr(self.optimizer, self.recipe.lr_at(self.epoch))
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        self.batches = iter(Batches(self.data, self.recipe.batch_size, True, generator,
-                                    memory_format=self.memory_format))
+        batches = Batches(self._training_data(), self.recipe.batch_size, True, generator,
+                          memory_format=self.memory_format)
+        self.steps_in_epoch, self.step_index = len(batches), 0
+        self.batches = iter(batches)
         getattr(self.stepper, "runner", self.model).train()  # a compiled runner tracks the mode itself
         self.stepper.start_epoch(self.data.device)
         self.seen, self.started = 0, time.perf_counter()
+
+    def _training_data(self):
+        """The data this epoch trains on: at the recipe's crop size for the epoch (progressive
+        resizing: only a streamed dataset crops at any size)."""
+        size = self.data.image_size[-1]
+        wanted = self.recipe.train_size(self.epoch, size)
+        return self.data if wanted == size else self.data.at_size(wanted)
 
     def step(self):
         """One training batch, or at the epoch's end its evaluation and callbacks; False once over."""
@@ -117,6 +127,10 @@ class Run:
             return False
         batch = next(self.batches, None)
         if batch is not None:
+            if self.recipe.per_step:  # FFCV's rule: linear between the epoch's ends, by step
+                fraction = self.step_index / max(1, self.steps_in_epoch)
+                set_lr(self.optimizer, self.recipe.lr_at(self.epoch + fraction))
+                self.step_index += 1
             if self.own_peak_bytes is None and batch[0].is_cuda:
                 self._measured_step(batch)
             else:

@@ -69,9 +69,10 @@ def make_eager(optimizer):
 class EagerStep:
     graphed, fallback = False, None
 
-    def __init__(self, model, optimizer, amp, runner=None):
+    def __init__(self, model, optimizer, amp, runner=None, smoothing=0.0):
         self.model, self.optimizer, self.amp = model, make_eager(optimizer), amp
         self.runner = model if runner is None else runner
+        self.smoothing = smoothing  # the recipe's label smoothing
         self.loss_sum = self.correct = None
 
     def start_epoch(self, device):
@@ -81,7 +82,7 @@ class EagerStep:
     def step(self, inputs, labels):
         with autocast(inputs.device, self.amp):
             logits = self.runner(inputs)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -94,13 +95,14 @@ class EagerStep:
 
 class GraphedStep:
     graphed, fallback = True, None  # fallback: why the run went on eagerly (a failed capture)
+    captured = False  # a graph was captured once (the gradients it made persist)
 
-    def __init__(self, model, optimizer, amp, batch_size, warmup=WARMUP_STEPS):
+    def __init__(self, model, optimizer, amp, batch_size, warmup=WARMUP_STEPS, smoothing=0.0):
         device = next(model.parameters()).device
         if device.type != "cuda":
             raise ValueError(f"a graphed training step needs a CUDA device, not {device}")
         self.model, self.optimizer, self.amp, self.batch_size = model, make_graphable(optimizer, device), amp, batch_size
-        self.device, self.stream = device, torch.cuda.Stream(device)
+        self.device, self.stream, self.smoothing = device, torch.cuda.Stream(device), smoothing
         self.warmup_left, self.graph = warmup, None
         self.static_x = self.static_y = None
         with torch.cuda.stream(self.stream):
@@ -116,7 +118,7 @@ class GraphedStep:
     def _forward_backward(self, inputs, labels):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
             logits = self.model(inputs)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.smoothing)
         loss.backward()
         self.optimizer.step()
         self.loss_sum += loss.detach() * len(labels)
@@ -127,12 +129,19 @@ class GraphedStep:
         self._forward_backward(inputs, labels)
 
     def _capture(self, inputs, labels):
+        """Capture the step for this batch shape. A new shape (progressive resizing) replaces the
+        graph; the gradients the first graph made persist, so a later graph zeroes them itself."""
         torch.cuda.synchronize(self.device)
+        self.graph = None  # the old graph's memory goes before the new one is captured
         self.static_x, self.static_y = inputs.clone(), labels.clone()
-        self.optimizer.zero_grad(set_to_none=True)  # backward in the graph writes fresh gradients
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, stream=self.stream):
+        if not self.captured:
+            self.optimizer.zero_grad(set_to_none=True)  # backward in the graph writes fresh gradients
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream):
+            if self.captured:
+                self.optimizer.zero_grad(set_to_none=False)
             self._forward_backward(self.static_x, self.static_y)
+        self.graph, self.captured = graph, True
 
     def step(self, inputs, labels):
         current = torch.cuda.current_stream(self.device)
@@ -144,7 +153,7 @@ class GraphedStep:
                 self.warmup_left -= len(labels) == self.batch_size
                 self._eager(inputs, labels)
                 return
-            if self.graph is None:
+            if self.graph is None or inputs.shape != self.static_x.shape:
                 try:
                     self._capture(inputs, labels)  # capture runs nothing: replay below does the step
                 except RuntimeError as error:
