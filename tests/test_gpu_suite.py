@@ -74,7 +74,8 @@ def test_dry_runs_every_stage_within_caps_rewriting_its_summary_where_ray_and_co
         ["imagenet", "start"], ["imagenet", "ok"], ["record", "start"], ["record", "ok"]]
     assert ("running", *["not run"] * 6) in seen or ("ok", "running", *["not run"] * 5) in seen
     imagenet = stages["imagenet"]["result"]
-    assert imagenet["pipeline_images_per_second"] > 0 and imagenet["training_fed_images_per_second"] > 0
+    assert imagenet["pipeline_cpu_images_per_second"] > 0 and imagenet["training_fed_cpu_images_per_second"] > 0
+    assert imagenet["decode_pick"] == "cpu"  # nvJPEG runs only on a GPU
     assert stages["speedup"]["cap_s"] == 0.05 and "stopped at its cap" in stages["speedup"]["note"]
     assert all(c > 0 for c in (stages["tests"]["cap_s"], stages["record"]["cap_s"]))
     tests = stages["tests"]["result"]

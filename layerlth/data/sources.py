@@ -69,13 +69,14 @@ def image_shape(name, image_size=None):
     return _npz(Path(name)).image_size  # a file the header does not describe well: the loader says what is wrong
 
 
-def load_dataset(name, root=None, image_size=None, workers=None):
-    """The dataset `name`; `image_size` and `workers` (DataLoader processes) only for a directory."""
+def load_dataset(name, root=None, image_size=None, workers=None, decode_on="cpu"):
+    """The dataset `name`; `image_size`, `workers` (DataLoader processes) and `decode_on` (where JPEGs
+    are decoded) only for a dataset that streams."""
     check_dataset(name)
     if is_stream(name):
         from layerlth.data.stream_data import StreamData
 
-        return StreamData(name, image_size, workers)
+        return StreamData(name, image_size, workers, decode_on=decode_on)
     if name in ("cifar10", "cifar100"):
         return _cifar(name, Path(root or default_root()))
     if name == "digits":

@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from layerlth.data.device_decode import Planned, assemble
 from layerlth.data.stream_loader import StreamBatches, StreamImages
 from layerlth.data.streams import open_source
 
@@ -25,10 +26,11 @@ def default_workers():
 
 class StreamData:
     def __init__(self, location, image_size=None, workers=None, rank=0, world=1, device="cpu", limits=None,
-                 source=None, stats_size=None):
+                 source=None, stats_size=None, decode_on="cpu"):
         self.location, self.source = str(location), source or open_source(location)
         self.size = image_size or DEFAULT_IMAGE_SIZE
         self.stats_size = stats_size or self.size  # one mean and std whatever size an epoch crops at
+        self.decode_on = decode_on  # "cuda": JPEGs decoded on the device (`device_decode`)
         self.workers = default_workers() if workers is None else workers
         self.rank, self.world, self.device = rank, world, torch.device(device)
         self.limits = dict(limits or {})
@@ -51,7 +53,7 @@ class StreamData:
     def _with(self, **changes):
         values = dict(location=self.location, image_size=self.size, workers=self.workers, rank=self.rank,
                       world=self.world, device=self.device, limits=self.limits, source=self.source,
-                      stats_size=self.stats_size) | changes
+                      stats_size=self.stats_size, decode_on=self.decode_on) | changes
         return StreamData(**values)
 
     def at_size(self, size):
@@ -91,7 +93,7 @@ class StreamData:
         split = "train" if train else "val"
         seed = generator.initial_seed() if generator is not None else 0
         images = StreamImages(self.source, split, self.size, seed=seed, rank=self.rank, world=self.world,
-                              limit=self.count(split), train=train, augment=augment)
+                              limit=self.count(split), train=train, augment=augment, decode_on=self.decode_on)
         exact = None
         if train and self.world > 1:  # every rank the same number of steps: DDP waits for all of them
             exact = min(images.images_of(r) for r in range(self.world)) // batch_size
@@ -99,14 +101,15 @@ class StreamData:
                 raise ValueError(f"{self.location}: a rank of {self.world} gets fewer than batch_size={batch_size} "
                                  f"training images; use fewer workers, a smaller batch or more images")
         length = exact if exact is not None else math.ceil(self.count(split) / self.world / batch_size)
-        return Normalised(StreamBatches(images, batch_size, self.workers, exact), self, memory_format, length)
+        return Normalised(StreamBatches(images, batch_size, self.workers, exact), self, memory_format, length,
+                          images.augment)
 
 
 class Normalised:
     """uint8 batches to normalised floats on the data's device; counts the skipped images."""
 
-    def __init__(self, batches, data, memory_format, length):
-        self.batches, self.data, self.length = batches, data, length
+    def __init__(self, batches, data, memory_format, length, augment=False):
+        self.batches, self.data, self.length, self.augment = batches, data, length, augment
         self.memory_format = memory_format or torch.contiguous_format
 
     def __len__(self):
@@ -116,6 +119,10 @@ class Normalised:
         mean, std = (s.to(self.data.device)[:, None, None] for s in self.data.channel_stats)
         skipped = 0
         for x, y in self.batches:
+            if isinstance(x, Planned):  # encoded: decoded, cropped and flipped on the device
+                x, ok = assemble(x, self.data.size, self.augment, self.data.device)
+                self.data.skipped += int((~ok).sum())
+                x, y = x[ok.to(x.device)], y[ok]
             x = x.to(self.data.device, non_blocking=True).float().sub_(mean).div_(std)
             yield x.contiguous(memory_format=self.memory_format), y.to(self.data.device, non_blocking=True)
             self.data.skipped += self.batches.skipped - skipped

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from layerlth.data.device_decode import JPEG, PIXELS, Planned, eval_plan, jpeg_size
 from layerlth.data.streams import decode
 
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
@@ -94,8 +95,9 @@ class StreamImages(torch.utils.data.IterableDataset):
     the listing's first `limit` images are read."""
 
     def __init__(self, source, split, image_size, seed=0, epoch=0, rank=0, world=1, limit=None, train=None,
-                 augment=True):
+                 augment=True, decode_on="cpu"):
         super().__init__()
+        self.decode_on = decode_on  # "cuda": JPEGs travel encoded with their plans (`device_decode`)
         self.source, self.split, self.size = source, split, image_size
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
         self.train = split == "train" if train is None else train  # shuffled order
@@ -124,6 +126,8 @@ class StreamImages(torch.utils.data.IterableDataset):
         process, not one per image), their labels, and which decoded (a corrupt one is zeros)."""
         pairs = self.source.read_group(self.split, group)[:self.limit - self.starts[group]]
         order = group_order(len(pairs), self.seed, self.epoch, group, self.train)
+        if self.decode_on == "cuda":
+            return self._planned(pairs, order, group)
         images = torch.zeros(len(order), 3, self.size, self.size, dtype=torch.uint8)
         decoded = torch.zeros(len(order), dtype=torch.bool)
         for n, position in enumerate(order):
@@ -132,6 +136,33 @@ class StreamImages(torch.utils.data.IterableDataset):
                 generator = _generator(self.seed, self.epoch, group, position) if self.augment else None
                 images[n], decoded[n] = transform(image, self.size, self.augment, generator), True
         return images, torch.tensor([pairs[p][0].label for p in order]), decoded
+
+
+    def _planned(self, pairs, order, group):
+        """The group for decoding on the device: each JPEG's bytes with its crop and flip, drawn as
+        `transform` draws them; other images transformed here. A header that does not read is
+        skipped (decoded False), as a corrupt image is."""
+        items, decoded = [], torch.ones(len(order), dtype=torch.bool)
+        for n, position in enumerate(order):
+            data = pairs[position][1]
+            generator = _generator(self.seed, self.epoch, group, position) if self.augment else None
+            size = jpeg_size(data)
+            if size is not None:
+                plan = ([*crop_box(*size, generator), int(torch.rand(1, generator=generator).item() < 0.5)]
+                        if self.augment else eval_plan(*size, self.size, EVAL_CROP))
+                items.append((JPEG, data, plan))
+                continue
+            image = decode(data)
+            decoded[n] = image is not None
+            pixels = (transform(image, self.size, self.augment, generator) if image is not None
+                      else torch.zeros(3, self.size, self.size, dtype=torch.uint8))
+            items.append((PIXELS, pixels, [0] * 5))
+        return Planned.of(items), torch.tensor([pairs[p][0].label for p in order]), decoded
+
+
+def _join(parts):
+    """Images of several runs as one: uint8 tensors, or encoded images with their plans."""
+    return Planned.cat(parts) if isinstance(parts[0], Planned) else torch.cat(parts)
 
 
 class StreamBatches:
@@ -158,7 +189,7 @@ class StreamBatches:
             yield batch
         for _ in range(self.exact - made):  # short of images: the first ones again
             xs, ys = zip(*first[:self.batch_size])
-            yield torch.stack(xs), torch.stack(ys)
+            yield (Planned.cat(xs) if isinstance(xs[0], Planned) else torch.stack(xs)), torch.stack(ys)
 
     def _batches(self, full_only=False):
         loader = torch.utils.data.DataLoader(self.images, batch_size=None, num_workers=self.workers,
@@ -170,8 +201,8 @@ class StreamBatches:
             ys.append(labels[decoded])
             held += len(ys[-1])
             while held >= self.batch_size:
-                x, y = torch.cat(xs), torch.cat(ys)
+                x, y = _join(xs), torch.cat(ys)
                 yield x[:self.batch_size], y[:self.batch_size]
                 xs, ys, held = [x[self.batch_size:]], [y[self.batch_size:]], held - self.batch_size
         if held >= (2 if self.images.train else 1) and not full_only:  # BN cannot train on one image
-            yield torch.cat(xs), torch.cat(ys)
+            yield _join(xs), torch.cat(ys)

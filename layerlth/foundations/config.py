@@ -48,7 +48,7 @@ class TrialConfig:
     pls_components: int = _f(4, "pls: components of each block's PLS (4, as the authors use)", dense=False)
     keep_first: bool = _f(True, "never remove the network's first block", dense=False)
     min_per_stage: int = _f(2, "blocks each stage keeps at least, counting its first", dense=False)
-    recipe: str = _f("paper", "training preset: paper (lr 0.01, Nesterov, 200 epochs), he2016 (lr 0.1, 164 epochs) or imagenet (torchvision's ResNet-50: 90 epochs, lr 0.1 x batch/256, / 10 at 30, 60, 80)")
+    recipe: str = _f("paper", "training preset: paper (lr 0.01, Nesterov, 200 epochs), he2016 (lr 0.1, 164 epochs), imagenet (torchvision's ResNet-50: 90 epochs, lr 0.1 x batch/256, / 10 at 30, 60, 80) or imagenet_fast (FFCV's 16-epoch ResNet-50: cyclic lr 1.7 x batch/4096, label smoothing, crops 160 then 192 px)")
     epochs: int | None = _f(None, "override the recipe's epochs (milestones scale with it)")
     batch_size: int | None = _f(None, "override the recipe's batch size")
     lr: float | None = _f(None, "override the recipe's learning rate")
@@ -59,6 +59,9 @@ class TrialConfig:
     # how many processes decode a streamed dataset's images: how fast, not what (the batches do not
     # depend on it), so neither in the hash nor the dense key
     data_workers: int | None = _f(None, "a dataset that streams: DataLoader processes decoding its images (default: one per core but one, at most 8)", hashed=False, dense=False)
+    # like data_workers: where the JPEGs are decoded changes how fast, and the pixels only by the two
+    # resizers' rounding (layerlth.data.device_decode), so neither in the hash nor the dense key
+    data_decode: str = _f("cpu", "a dataset that streams: decode its JPEGs in DataLoader processes on the CPU (cpu) or on the GPU with nvJPEG (cuda; needs a CUDA device)", hashed=False, dense=False, choices=("cpu", "cuda"))
     device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...", hashed=False, dense=False)
     amp: bool = _f(True, "bf16 autocast where it pays: GPUs with native bf16, CPUs with AMX-BF16 (fp32 elsewhere)")
     channels_last: bool = _f(True, "channels_last memory format on CUDA and on CPUs with AVX-512")

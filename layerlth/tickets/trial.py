@@ -46,7 +46,7 @@ def trial_work(config, callbacks=(), resume=None):
     run first, for an after-training ticket whose dense run is not stored) and returns the row."""
     config = validate(TrialConfig.from_dict(config) if isinstance(config, dict) else config)
     device = pick_device(config.device)
-    data = load_dataset(config.dataset, config.data_dir, config.image_size, config.data_workers)
+    data = load_dataset(config.dataset, config.data_dir, config.image_size, config.data_workers, config.data_decode)
     data = data.subset(train=config.train_subset).to(device)
     if config.is_dense:
         result = yield from dense_result(config, data, device, callbacks, resume)
@@ -194,7 +194,8 @@ def streamed(data):
     """A dataset that streams: the crops' size and the corrupt images skipped (never fatal)."""
     if not hasattr(data, "stream_batches"):
         return {}
-    return {"stream_image_size": data.size, "images_skipped": data.skipped, "data_source": data.source.kind}
+    return {"stream_image_size": data.size, "images_skipped": data.skipped, "data_source": data.source.kind,
+            "data_decode": data.decode_on}
 
 
 def engine_used(run):

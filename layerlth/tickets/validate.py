@@ -114,7 +114,13 @@ def validate(config):
 
 def check_streaming(config):
     """What a dataset that streams (a directory or s3:// prefix) takes, and what only it takes."""
+    if config.data_decode == "cuda" and pick_device(config.device).type != "cuda":
+        raise ValueError(f"data_decode='cuda' decodes JPEGs with nvJPEG on a GPU, but the trial runs on "
+                         f"device={config.device!r} ({pick_device(config.device)}); use data_decode cpu")
     if not is_stream(config.dataset):
+        if config.data_decode != "cpu":
+            raise ValueError(f"data_decode={config.data_decode!r} applies to a dataset that streams (a directory), "
+                             f"not to {config.dataset!r}, which is held in memory")
         for name in ("image_size", "data_workers"):
             if getattr(config, name) is not None:
                 raise ValueError(f"{name}={getattr(config, name)} applies to a dataset that streams (a directory), "
