@@ -12,7 +12,7 @@ from layerlth.foundations.field_checks import checked_values, field_type, hinted
 from layerlth.foundations.storage import Storage
 
 # the values of the engine's switches (`training.fastpath` checks them where they are used)
-COMPILE_CHOICES = GRAPH_CHOICES = ("auto", True, False)
+COMPILE_CHOICES = GRAPH_CHOICES = FUSE_CHOICES = ("auto", True, False)
 
 
 def _f(default, help, **kwargs):
@@ -71,6 +71,8 @@ class TrialConfig:
     compile: bool | str = _f("auto", "torch.compile the network that trains: auto = off (measured no faster on CUDA, where CUDA graphs are the fast path, and costing more than a short CPU trial gains); --compile, --no-compile force it (--compile turns the graphed step off). The row records compiled, compile_mode and compile_seconds (apart from train_seconds). Not in the trial hash or dense key (like device): it changes speed and rounding, not the arithmetic", hashed=False, dense=False, choices=COMPILE_CHOICES)
     # like compile: how fast, not what; the row says which engine trained (graphed, training_path)
     graph: bool | str = _f("auto", "capture each training step as a CUDA graph and replay it: auto = on for CUDA (unless --compile), impossible on a CPU; --graph, --no-graph force it. The row records graphed and training_path. Not in the trial hash or dense key", hashed=False, dense=False, choices=GRAPH_CHOICES)
+    # like graph: how fast, not what (each member computes what it computes alone, to float rounding)
+    fuse: bool | str = _f("auto", "in a pack (--trials-per-gpu), train members of one CIFAR ResNet architecture and recipe as one fused step (grouped convolutions, one BatchNorm over all members' channels; tickets join through ghost blocks): auto = on only on a device kind where the GPU suite measured it faster (none yet), --fuse, --no-fuse force it. The row records training_path, fused_group_size and ghost_blocks. Not in the trial hash or dense key", hashed=False, dense=False, choices=FUSE_CHOICES)
     country: str = _f("USA", "ISO code of the country whose grid intensity prices the energy", dense=False)
     emissions: bool = _f(True, "track energy and CO2 with codecarbon", dense=False)
     gpu_share: float = _f(1.0, "fraction of the GPU this trial holds; its GPU energy is apportioned by it", hashed=False, dense=False)
@@ -137,7 +139,8 @@ class TrialConfig:
 
 DEFAULT_DENSE_DIR = TrialConfig.__dataclass_fields__["dense_dir"].default
 # not part of the dense run's identity, but handed to it
-_CARRIED = {"data_dir", "device", "compile", "graph", "country", "emissions", "dense_dir", "gpu_share"}
+_CARRIED = {"data_dir", "device", "compile", "graph", "fuse", "country", "emissions", "dense_dir", "gpu_share",
+            "data_workers", "data_decode"}
 
 
 def _named(values):

@@ -24,6 +24,7 @@ from layerlth.tickets.similarity import representation_cka
 from layerlth.tickets.validate import pick_device, validate
 from layerlth.training.early_stop import EarlyStop
 from layerlth.training.fastpath import choose as choose_fast_path
+from layerlth.training.fastpath import fused
 from layerlth.training.loop import Run, SaveWeights, compile_for_training, log_progress
 from layerlth.training.pack import run_alone
 from layerlth.training.parallel import active as active_parallel
@@ -167,6 +168,7 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
               context=context, runner=runner, graph=fast.graphed,
               name=f"{config.arch} {config.kind} p={config.p} seed={config.seed}",
               reduce=parallel.reduce if parallel else None)
+    run.fuse, run.fuse_tag = (not parallel) and fused(device, config.fuse), (config.arch, config.shortcut)
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
     run.energy_terms = (config.country, config.gpu_share, config.emissions, macs)
     keep_energy.run = run
@@ -199,10 +201,15 @@ def streamed(data):
 
 
 def engine_used(run):
-    """What trained, when it is not what the fast path chose: a graphed run whose capture failed."""
-    if run.stepper.fallback is None:
-        return {}
-    return {"graphed": False, "training_path": "eager", "graph_fallback": run.stepper.fallback}
+    """What trained, when it is not what the fast path chose: a graphed run whose capture failed,
+    or one trained fused with others (`training.fusion`: the largest group it was in)."""
+    used = {}
+    if run.stepper.fallback is not None:
+        used = {"graphed": False, "training_path": "eager", "graph_fallback": run.stepper.fallback}
+    if run.fused_group_size > 1:
+        used |= {"training_path": "fused_cuda_graph" if run.fused_graphed else "fused_eager",
+                 "fused_group_size": run.fused_group_size, "ghost_blocks": run.ghost_blocks}
+    return used
 
 
 def memory_columns(run, device, estimate):

@@ -113,6 +113,20 @@ def graphed(device, graph="auto", compile="auto"):
     return device.type == "cuda" and (graph is True or (graph == "auto" and compile is not True))
 
 
+def fused(device, fuse="auto"):
+    """Whether a pack may fuse this trial with others: True or False as asked; "auto" only on a
+    device kind whose entry in the measurements (`sweep/measured_throughput.json`) says the GPU
+    suite's fusion stage measured fused packs faster (no kind says so yet: off)."""
+    if not (isinstance(fuse, bool) or fuse == "auto"):
+        raise ValueError(f"fuse={fuse!r}: expected one of 'auto', true, false")
+    if fuse != "auto":
+        return fuse
+    from layerlth.sweep.estimate import device_kind, measured_throughput
+
+    entry = measured_throughput().get(device_kind(device), {})
+    return entry.get("fusion", {}).get("faster") is True
+
+
 def choose(device, amp=True, channels_last=True, compile="auto", graph="auto"):
     """The fast path for `device`: each part used when asked for and where it pays."""
     device = torch.device(device)

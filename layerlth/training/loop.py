@@ -6,6 +6,7 @@ the first epoch (metrics None) and after every epoch with an `EpochState`; a cal
 True stops training after that epoch (early stopping).
 """
 
+import copy
 import logging
 import math
 import time
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from layerlth.data import Batches
 from layerlth.foundations.atomic import save_atomic
-from layerlth.training.steps import EagerStep, GraphedStep, autocast, set_lr
+from layerlth.training.steps import EagerStep, GraphedStep, autocast, set_lr, widened
 
 log = logging.getLogger("layerlth")
 
@@ -40,7 +41,7 @@ def evaluate(model, batches, amp=False, reduce=None):
     for inputs, labels in batches:
         with autocast(inputs.device, amp):
             logits = model(inputs)
-        loss += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
+        loss += float(F.cross_entropy(widened(logits), labels, reduction="sum"))
         correct += int((logits.argmax(1) == labels).sum())
         count += len(labels)
     if reduce is not None:
@@ -90,6 +91,10 @@ class Run:
         self.own_peak_bytes = None  # CUDA: the peak of its first step plus the tensors it keeps
         self.batches, self.done = None, False
         self.reduce = reduce  # data-parallel (`parallel.Parallel.reduce`): epoch sums over all ranks
+        # fusion (`training.fusion`): whether a pack may train this run fused with others of `fuse_tag`
+        # (its architecture), and what it did: the largest group, its ghost blocks, graphed or not
+        self.fuse, self.fuse_tag = False, None
+        self.fused_group_size, self.ghost_blocks, self.fused_graphed = 1, 0, False
 
     @property
     def graphed(self):
@@ -125,35 +130,49 @@ class Run:
         """One training batch, or at the epoch's end its evaluation and callbacks; False once over."""
         if self.done:
             return False
-        batch = next(self.batches, None)
+        batch = self.take_batch()
         if batch is not None:
-            if self.recipe.per_step:  # FFCV's rule: linear between the epoch's ends, by step
-                fraction = self.step_index / max(1, self.steps_in_epoch)
-                set_lr(self.optimizer, self.recipe.lr_at(self.epoch + fraction))
-                self.step_index += 1
+            if self.recipe.per_step:
+                set_lr(self.optimizer, self.next_lr())
             if self.own_peak_bytes is None and batch[0].is_cuda:
-                self._measured_step(batch)
+                self.own_peak_bytes = _measured_step(self.model, self.optimizer, self.stepper, batch)
             else:
                 self.stepper.step(*batch)
-            self.seen += len(batch[1])
-            self.images += len(batch[1])
+            self.count(batch)
             return True
         self._close_epoch()
         return not self.done
 
-    def _measured_step(self, batch):
-        """The first step, synchronised, with the CUDA memory it takes beyond what was allocated:
-        a member's own peak even when other runs share the process (theirs are not running)."""
-        device = batch[0].device
-        kept = [p for p in self.model.parameters()] + [p.grad for p in self.model.parameters() if p.grad is not None]
-        kept += [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        self.stepper.step(*batch)
-        torch.cuda.synchronize(device)
-        self.own_peak_bytes = torch.cuda.max_memory_allocated(device) - base + sum(t.numel() * t.element_size()
-                                                                                  for t in kept)
+    def take_batch(self):
+        """The epoch's next training batch, or None at its end."""
+        return next(self.batches, None)
+
+    def count(self, batch):
+        self.seen += len(batch[1])
+        self.images += len(batch[1])
+
+    def next_lr(self):
+        """The lr of the step about to run; a per-step schedule (FFCV's rule: linear between the
+        epoch's ends, by step) moves on by one step."""
+        if not self.recipe.per_step:
+            return self.recipe.lr_at(self.epoch)
+        fraction = self.step_index / max(1, self.steps_in_epoch)
+        self.step_index += 1
+        return self.recipe.lr_at(self.epoch + fraction)
+
+    @property
+    def at_epoch_start(self):
+        """Open, no step of this epoch taken yet (a pack may fuse it with others here)."""
+        return not self.done and self.batches is not None and self.seen == 0
+
+    def measure_alone(self, batch):
+        """A fused member's own CUDA peak: one step of a copy of it, alone (`_measured_step`)."""
+        model = copy.deepcopy(self.model)
+        optimizer = self.recipe.optimizer(model)
+        optimizer.load_state_dict(self.optimizer.state_dict())
+        stepper = EagerStep(model, optimizer, self.amp, smoothing=self.recipe.label_smoothing)
+        stepper.start_epoch(batch[0].device)
+        self.own_peak_bytes = _measured_step(model, optimizer, stepper, batch)
 
     def _close_epoch(self):
         loss_sum, correct = self.stepper.totals()  # reads the device: the epoch's steps are done
@@ -180,6 +199,21 @@ class Run:
             self.done = True
             return
         self._open_epoch()
+
+
+def _measured_step(model, optimizer, stepper, batch):
+    """One step, synchronised; the CUDA memory it takes beyond what was allocated plus the tensors
+    the run keeps: a member's own peak even when other runs share the process (theirs are not
+    running)."""
+    device = batch[0].device
+    kept = [p for p in model.parameters()] + [p.grad for p in model.parameters() if p.grad is not None]
+    kept += [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    stepper.step(*batch)
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - base + sum(t.numel() * t.element_size() for t in kept)
 
 
 def train(model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,

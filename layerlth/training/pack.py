@@ -7,7 +7,9 @@ batch (a run at its epoch's end evaluates and calls its callbacks instead), so e
 its own net, optimizer, data order, augmentation, callbacks and checkpoints, and computes exactly
 what it computes alone. On CUDA with graphed steps each member replays its graph on its own
 stream, so the GPU runs the members' steps at once; on a CPU (or eager on CUDA) they run one after
-another: no speed-up, the same code.
+another: no speed-up, the same code. Members that asked for fusion and share an architecture and
+recipe train as one fused step instead (`training.fusion`), each still with its own batches,
+learning rate, callbacks and checkpoints.
 
 A member that finishes, stops early or fails (an exception, a NaN loss) leaves the pack at once
 and the others go on; its slot is refilled from the work source (continuous packing). The energy
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from layerlth.measure.emissions import EnergySplit
+from layerlth.training.fusion import Fusion
 
 log = logging.getLogger("layerlth")
 IDLE_POLL_SECONDS = 0.5  # how often an empty pack asks its source for work that is not ready yet
@@ -60,6 +63,7 @@ class Pack:
         if slots < 1:
             raise ValueError(f"a pack needs at least 1 slot, got {slots}")
         self.slots, self.log_failures = slots, log_failures
+        self.fusion = Fusion()
 
     def run(self, source):
         """Train what `source` hands out, `slots` at a time; yield a `Finished` per member as it leaves."""
@@ -79,7 +83,10 @@ class Pack:
                         return
                     time.sleep(IDLE_POLL_SECONDS)
                     continue
+                fused = self.fusion.tick([m.run for m in active if m.run is not None])
                 for member in list(active):
+                    if id(member.run) in fused:  # stepped in a fused group, or waiting to join one
+                        continue
                     finished = self._tick(member, energy)
                     if finished:
                         active.remove(member)

@@ -36,6 +36,11 @@ def autocast(device, amp):
     return nullcontext()
 
 
+def widened(logits):
+    """Logits as the loss takes them: bf16 and fp32 as fp32, fp64 as it is (tests in float64)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def set_lr(optimizer, lr):
     """Every group's learning rate; a tensor lr (a captured step reads it) is filled in place."""
     for group in optimizer.param_groups:
@@ -82,7 +87,7 @@ class EagerStep:
     def step(self, inputs, labels):
         with autocast(inputs.device, self.amp):
             logits = self.runner(inputs)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.smoothing)
+            loss = F.cross_entropy(widened(logits), labels, label_smoothing=self.smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -91,6 +96,11 @@ class EagerStep:
 
     def totals(self):
         return float(self.loss_sum), int(self.correct)
+
+    def add_totals(self, loss_sum, correct):
+        """Sums of steps taken elsewhere (a fused group) into this epoch's."""
+        self.loss_sum += loss_sum
+        self.correct += correct
 
 
 class GraphedStep:
@@ -118,7 +128,7 @@ class GraphedStep:
     def _forward_backward(self, inputs, labels):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
             logits = self.model(inputs)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.smoothing)
+            loss = F.cross_entropy(widened(logits), labels, label_smoothing=self.smoothing)
         loss.backward()
         self.optimizer.step()
         self.loss_sum += loss.detach() * len(labels)
@@ -173,6 +183,13 @@ class GraphedStep:
 
     def sync(self):
         torch.cuda.current_stream(self.device).wait_stream(self.stream)
+
+    def add_totals(self, loss_sum, correct):
+        """Sums of steps taken elsewhere (a fused group, on the current stream) into this epoch's."""
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            self.loss_sum += loss_sum
+            self.correct += correct
 
     def totals(self):
         self.sync()

@@ -1,0 +1,229 @@
+"""Several runs of one architecture trained as one fused step (`fused_net.FusedNet`).
+
+A `FusedGroup` takes k `Run`s at the start of an epoch, all with the same batch size, epoch length
+and SGD settings (`fusion.fusion_key`), and steps them together: each tick it takes every member's
+own next batch (its own order and augmentation), runs one forward, one backward and one SGD step
+for all of them, and keeps each member's loss and correct sums. SGD is torch.optim.SGD's arithmetic
+(weight decay, momentum, dampening 0, Nesterov) over the stacked tensors, with a per-member
+learning-rate tensor: members may be at different epochs of different schedules. A member's
+momentum starts at zero where it had none, which makes the first update SGD's `buf = d_p` exactly.
+
+At the epoch's end `write_back` puts each member's weights, BatchNorm statistics and momentum into
+its own model and optimizer, so evaluation, callbacks and checkpoints see a member exactly as if
+it had trained alone; the pack then lets each member close its epoch on its own. When the same
+members start their next epoch together, `reload` copies their state in place (a callback may
+have changed it) and the captured graphs stay valid.
+
+On CUDA with `graphed`, the step is captured as one CUDA graph per batch shape (full and partial)
+after `WARMUP_STEPS` eager steps, on the group's own stream, as `steps.GraphedStep` does for one
+run; the learning rates are device tensors filled in place.
+"""
+
+import logging
+
+import torch
+import torch.nn.functional as F
+
+from layerlth.training.fused_net import FusedNet
+from layerlth.training.steps import WARMUP_STEPS, autocast, widened
+
+log = logging.getLogger("layerlth")
+
+
+class FusedGroup:
+    def __init__(self, runs, graphed=False):
+        self.runs, self.k = list(runs), len(runs)
+        first = self.runs[0]
+        self.memory_format, self.amp = first.memory_format, first.amp
+        self.smoothing, recipe = first.recipe.label_smoothing, first.recipe
+        self.momentum, self.nesterov = recipe.momentum, recipe.nesterov
+        self.net = FusedNet([r.model for r in self.runs], self.memory_format)
+        self.names = list(self.net.params)
+        self.device = next(iter(self.net.params.values())).device
+        self.decay = self._weight_decays()
+        dtype = next(iter(self.net.params.values())).dtype
+        self.lr = torch.zeros(self.k, dtype=dtype, device=self.device)
+        self.lr_views = {name: self._lr_view(name) for name in self.names}
+        self.momentum_buffers = {name: torch.zeros_like(p) for name, p in self.net.params.items()}
+        self._load_momentum()
+        self.loss_sum = torch.zeros(self.k, device=self.device)
+        self.correct = torch.zeros(self.k, device=self.device, dtype=torch.long)
+        self.graphed = graphed and self.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.device) if self.graphed else None
+        self.warmup_left, self.graphs, self.fallback = WARMUP_STEPS, {}, None
+        self.last_lrs, self.in_epoch = None, False
+
+    @property
+    def ghosts(self):
+        return self.net.ghosts
+
+    # ---------------------------------------------------------------- state
+    def _weight_decays(self):
+        """Each stacked leaf's weight decay, from the optimizer group that holds it in a member
+        that has it (a recipe may spare normalisation layers)."""
+        decays = {}
+        for name in self.names:
+            i = next(i for i, own in enumerate(self.net.member_names[name]) if own)
+            run = self.runs[i]
+            param = run.model.get_parameter(name)
+            decays[name] = next(g["weight_decay"] for g in run.optimizer.param_groups
+                                if any(p is param for p in g["params"]))
+        return decays
+
+    def _lr_view(self, name):
+        """Each member's lr over all of its elements of one stacked leaf, in the leaf's shape and
+        layout (so SGD runs as same-shape multi-tensor ops); persistent: a captured step reads it,
+        `set_lrs` refills it."""
+        return torch.empty_like(self.net.params[name], requires_grad=False)
+
+    def set_lrs(self, values):
+        """The members' learning rates for the next step (refilled only when they change)."""
+        if values == self.last_lrs:
+            return
+        self.last_lrs = list(values)
+        self.lr.copy_(torch.tensor(values, dtype=torch.float64).to(self.lr.dtype))
+        with torch.no_grad():
+            for name, view in self.lr_views.items():
+                per = [1] * (view.dim() - 1)
+                if name.startswith("fc."):
+                    view.copy_(self.lr.view(self.k, *per).expand_as(view))
+                else:
+                    view.copy_(self.lr.repeat_interleave(view.shape[0] // self.k).view(-1, *per).expand_as(view))
+
+    def _load_momentum(self):
+        for i, run in enumerate(self.runs):
+            for name, buffer in self.momentum_buffers.items():
+                own = self.net.member_names[name][i]
+                if own is None:
+                    continue
+                state = run.optimizer.state.get(run.model.get_parameter(own), {})
+                mine = self.net.member_view(name, buffer, i)
+                mine.copy_(state["momentum_buffer"]) if state.get("momentum_buffer") is not None else mine.zero_()
+
+    @torch.no_grad()
+    def reload(self):
+        """The members' current state into the stacked tensors, in place (graphs stay valid)."""
+        for i, run in enumerate(self.runs):
+            own_state = run.model.state_dict()
+            for name, stacked in (*self.net.params.items(), *self.net.buffers.items()):
+                own = self.net.member_names[name][i]
+                if own is not None:
+                    self.net.member_view(name, stacked, i).copy_(own_state[own])
+        self._load_momentum()
+
+    @torch.no_grad()
+    def write_back(self):
+        """Each member's weights, BN statistics, momentum and epoch sums into its own run."""
+        self.sync()
+        for i, run in enumerate(self.runs):
+            own_state = run.model.state_dict()  # tensors sharing the model's storage
+            for own, tensor in self.net.member_state(i).items():
+                own_state[own].copy_(tensor)
+            for name, buffer in self.momentum_buffers.items():
+                own = self.net.member_names[name][i]
+                if own is not None:
+                    state = run.optimizer.state[run.model.get_parameter(own)]
+                    state["momentum_buffer"] = self.net.member_view(name, buffer, i).clone()
+            run.stepper.add_totals(self.loss_sum[i], self.correct[i])
+
+    def start_epoch(self):
+        if self.graphed:
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with self._on_stream():
+            self.loss_sum.zero_()
+            self.correct.zero_()
+
+    # ---------------------------------------------------------------- the step
+    def step(self, batches):
+        """One step of every member on its own batch ([(inputs, labels)] in member order)."""
+        x = torch.stack([b[0] for b in batches], 1).flatten(1, 2).contiguous(memory_format=self.memory_format)
+        y = torch.stack([b[1] for b in batches])
+        if not self.graphed:
+            return self._train(x, y)
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)
+        with torch.cuda.stream(self.stream):
+            if self.warmup_left > 0 or self.fallback:
+                self.warmup_left -= 1
+                return self._train(x, y)
+            if x.shape not in self.graphs:
+                try:
+                    self._capture(x, y)
+                except RuntimeError as error:
+                    self._give_up(error)
+                    return self._train(x, y)
+            graph, static_x, static_y = self.graphs[x.shape]
+            static_x.copy_(x)
+            static_y.copy_(y)
+            graph.replay()
+
+    def _train(self, x, y):
+        k, n = y.shape
+        params = [self.net.params[name] for name in self.names]
+        with autocast(x.device, self.amp):
+            logits = self.net.forward(x)
+        losses = F.cross_entropy(widened(logits).flatten(0, 1), y.flatten(), reduction="none",
+                                 label_smoothing=self.smoothing).view(k, n).mean(1)
+        grads = torch.autograd.grad(losses.sum(), params)  # member i's leaves reach only loss i
+        self._sgd(params, grads)
+        self.net.count_tracked()
+        self.loss_sum += losses.detach() * n
+        self.correct += (logits.argmax(-1) == y).sum(1)
+
+    def _sgd_parts(self):
+        """The leaves by weight decay, each part with persistent update buffers and every member's
+        views of its leaves and of its update (made once: views are ops too)."""
+        parts = []
+        for decay in sorted(set(self.decay.values())):
+            names = [name for name in self.names if self.decay[name] == decay]
+            params = [self.net.params[name] for name in names]
+            d_p = [torch.zeros_like(p, requires_grad=False) for p in params]
+            bufs = [self.momentum_buffers[name] for name in names]
+            step = d_p if self.nesterov else bufs
+            views = [([self.net.member_view(n, p, i) for n, p in zip(names, params)],
+                      [self.net.member_view(n, t, i) for n, t in zip(names, step)]) for i in range(self.k)]
+            parts.append((decay, [self.names.index(n) for n in names], params, d_p, bufs, step, views,
+                          [self.lr_views[n] for n in names]))
+        return parts
+
+    @torch.no_grad()
+    def _sgd(self, params, grads):
+        """torch.optim.SGD's update with each member's lr, as multi-tensor ops over all leaves
+        (a few calls per step, not a kernel per leaf)."""
+        self.parts = getattr(self, "parts", None) or self._sgd_parts()
+        for decay, index, p, d_p, bufs, step, views, lrs in self.parts:
+            torch._foreach_copy_(d_p, [grads[n] for n in index])
+            if decay:
+                torch._foreach_add_(d_p, p, alpha=decay)
+            torch._foreach_mul_(bufs, self.momentum)
+            torch._foreach_add_(bufs, d_p)
+            if self.nesterov:
+                torch._foreach_add_(d_p, bufs, alpha=self.momentum)
+            if self.graphed:  # a captured step reads the lr from device tensors
+                torch._foreach_sub_(p, torch._foreach_mul(step, lrs))
+                continue
+            for (mine, update), lr in zip(views, self.last_lrs):  # SGD's own p + (-lr) d_p: its rounding
+                torch._foreach_add_(mine, update, alpha=-lr)
+
+    def _capture(self, x, y):
+        torch.cuda.synchronize(self.device)
+        static_x, static_y = x.clone(), y.clone()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream):
+            self._train(static_x, static_y)
+        self.graphs[x.shape] = graph, static_x, static_y
+
+    def _give_up(self, error):
+        torch.cuda.synchronize(self.device)
+        self.graphs, self.graphed = {}, False
+        self.fallback = f"CUDA graph capture failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        log.warning("%s; this fused group goes on with eager steps", self.fallback)
+
+    def _on_stream(self):
+        from contextlib import nullcontext
+
+        return torch.cuda.stream(self.stream) if self.graphed else nullcontext()
+
+    def sync(self):
+        if self.stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(self.stream)

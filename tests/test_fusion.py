@@ -1,0 +1,183 @@
+"""Fused packs on a CPU: k runs of one CIFAR ResNet architecture trained as one fused step compute
+what each computes alone (float64: to 1e-12; tickets through ghost blocks; per-member learning
+rates), hand their state over to solo training and back, and leave without disturbing the others.
+Real CIFAR-10 images (the committed fixture)."""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from layerlth.data import load_dataset
+from layerlth.foundations.recipes import get_recipe
+from layerlth.models.cifar_resnet import cifar_resnet
+from layerlth.models.surgery import remove_blocks
+from layerlth.training.fused_group import FusedGroup
+from layerlth.training.loop import Run, TrainingDiverged
+from layerlth.training.pack import Pack, Works
+
+# (seed, removed blocks, start epoch, lr): dense nets, tickets with different removed blocks (ghosts
+# in their slots) and a member one epoch ahead (another lr from the same schedule)
+MEMBERS = [(0, (), 0, None), (1, ("stage1.block2", "stage3.block3"), 0, None), (2, ("stage2.block2",), 1, 0.02),
+           (3, (), 0, 0.005)]
+
+
+@pytest.fixture(scope="module")
+def data(cifar_fixture):
+    return load_dataset(cifar_fixture).subset(train=70, test=64)  # 2 batches of 32 and a partial one of 6
+
+
+def in_float64(data):
+    data = data.subset()
+    data.__dict__["channel_stats"] = tuple(t.double() for t in data.channel_stats)  # batches in float64
+    return data
+
+
+def make_run(data, seed, removed=(), start=0, lr=None, dtype=torch.float64, epochs=2, callbacks=(), stop=None,
+             **kwargs):
+    """A run of resnet20 (less `removed`) from epoch `start` of an `epochs`-epoch paper recipe (lr 0.01,
+    Nesterov), stopping after `stop` epochs if given."""
+    torch.manual_seed(seed)
+    model = cifar_resnet(20, 10)
+    model = (remove_blocks(model, list(removed)) if removed else model).to(dtype)
+    recipe = get_recipe("paper").scaled(epochs=start + epochs, batch_size=32, lr=lr)
+    run = Run(model, data, recipe, seed=seed, start_epoch=start, callbacks=callbacks,
+              stop_epoch=None if stop is None else start + stop, **kwargs)
+    run.fuse, run.fuse_tag = True, ("resnet20", "B")
+    return run
+
+
+def trained(runs, slots):
+    """Train the runs in a pack of `slots` (1: each alone); {index: Finished}."""
+    def work(run):
+        yield run
+        return run.history
+    return {f.key: f for f in Pack(slots).run(Works([(n, work(run)) for n, run in enumerate(runs)]))}
+
+
+def differences(a, b):
+    """The largest difference between two runs' weights, BN statistics and momentum."""
+    states = [r.model.state_dict() for r in (a, b)]
+    weights = max((states[0][k].double() - states[1][k].double()).abs().max().item() for k in states[0])
+    moments = [[r.optimizer.state[p]["momentum_buffer"] for p in r.model.parameters()] for r in (a, b)]
+    momentum = max((x - y).abs().max().item() for x, y in zip(*moments))
+    return weights, momentum
+
+
+def test_fused_members_compute_what_each_computes_alone_in_float64(data):
+    data = in_float64(data)
+    alone = [make_run(data, *m) for m in MEMBERS]
+    fused = [make_run(data, *m) for m in MEMBERS]
+    trained(alone, 1)
+    trained(fused, len(fused))
+    for a, f in zip(alone, fused):
+        weights, momentum = differences(a, f)
+        assert weights <= 1e-12 and momentum <= 1e-12
+        assert [h["test_acc"] for h in a.history] == [h["test_acc"] for h in f.history]
+        assert [h["train_loss"] for h in a.history] == pytest.approx([h["train_loss"] for h in f.history], abs=1e-12)
+        assert [h["lr"] for h in a.history] == [h["lr"] for h in f.history]
+    # three joined at epoch 0; the member starting at epoch 1 (a 2-epoch run of a 3-epoch schedule)
+    # trained in step with them: all four in one group, the tickets with ghosts in their slots
+    assert [f.fused_group_size for f in fused] == [4] * 4 and [f.ghost_blocks for f in fused] == [0, 2, 1, 0]
+    assert [a.fused_group_size for a in alone] == [1] * 4
+
+
+def test_a_checkpoint_moves_between_fused_and_solo_training(data):
+    data = in_float64(data)
+    members = MEMBERS[:2]
+    uninterrupted = [make_run(data, *m) for m in members]
+    trained(uninterrupted, 2)
+    # one epoch fused, then each resumes alone from what its checkpoint holds
+    first = [make_run(data, *m, stop=1) for m in members]
+    trained(first, 2)
+    resumed = []
+    for (seed, removed, start, lr), run in zip(members, first):
+        again = make_run(data, seed, removed, start + 1, lr, epochs=1)
+        again.recipe = run.recipe  # the 2-epoch schedule, from its second epoch
+        again.model.load_state_dict(run.model.state_dict())
+        again.optimizer.load_state_dict(run.optimizer.state_dict())
+        resumed.append(again)
+    trained(resumed, 1)
+    # one epoch alone, then resumed fused
+    solo = [make_run(data, *m, stop=1) for m in members]
+    trained(solo, 1)
+    refused = []
+    for (seed, removed, start, lr), run in zip(members, solo):
+        again = make_run(data, seed, removed, start + 1, lr, epochs=1)
+        again.recipe = run.recipe  # the 2-epoch schedule, from its second epoch
+        again.model.load_state_dict(run.model.state_dict())
+        again.optimizer.load_state_dict(run.optimizer.state_dict())
+        refused.append(again)
+    trained(refused, 2)
+    assert [r.fused_group_size for r in refused] == [2, 2] and [r.fused_group_size for r in resumed] == [1, 1]
+    for whole, a, b in zip(uninterrupted, resumed, refused):
+        assert max(differences(whole, a)) <= 1e-12 and max(differences(whole, b)) <= 1e-12
+        assert whole.history[-1]["test_acc"] == a.history[-1]["test_acc"] == b.history[-1]["test_acc"]
+
+
+def test_a_member_that_stops_diverges_or_fails_leaves_the_others_unchanged(data):
+    data = in_float64(data)
+
+    def stop_after_first(state):
+        return state.epoch == 1
+
+    def fail_after_first(state):
+        if state.epoch == 1:
+            raise RuntimeError("a callback failed")
+
+    def runs():
+        return [make_run(data, 0, epochs=3), make_run(data, 1, epochs=3, callbacks=[stop_after_first]),
+                make_run(data, 2, epochs=3, lr=1e6), make_run(data, 3, epochs=3, callbacks=[fail_after_first]),
+                make_run(data, 4, ("stage2.block3",), epochs=3)]
+
+    alone, fused = runs(), runs()
+    finished_alone, finished = trained(alone, 1), trained(fused, 5)
+    assert isinstance(finished[2].error, TrainingDiverged) and isinstance(finished[3].error, RuntimeError)
+    assert len(finished[1].result) == 1 and len(finished[0].result) == 3  # stopped early; went on
+    for n in (0, 1, 4):
+        assert max(differences(alone[n], fused[n])) <= 1e-12
+        ours, theirs = finished[n].result, finished_alone[n].result  # the histories
+        assert [h["test_acc"] for h in ours] == [h["test_acc"] for h in theirs]
+        assert [h["train_loss"] for h in ours] == pytest.approx([h["train_loss"] for h in theirs], abs=1e-12)
+    assert fused[0].fused_group_size == 5
+
+
+class CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_fused_step_of_four_launches_about_as_many_ops_as_one_member(data):
+    runs = [make_run(data, seed, dtype=torch.float32) for seed in range(4)]
+    for run in runs:
+        run.begin()
+    batches = [run.take_batch() for run in runs]
+    solo = runs[0]
+    solo.stepper.step(*batches[0])  # momentum buffers exist: the steady-state step
+    with CountOps() as one:
+        solo.stepper.step(*batches[0])
+    group = FusedGroup(runs)
+    group.set_lrs([0.1] * 4)
+    group.step(batches)
+    with CountOps() as fused:
+        group.step(batches)
+    assert fused.count <= 1.1 * one.count, (fused.count, one.count)
+
+
+def test_fp32_fused_stays_within_the_spread_of_a_solo_runs_memory_layouts(data):
+    members = MEMBERS[:3]
+    contiguous = [make_run(data, *m, dtype=torch.float32) for m in members]
+    channels_last = [make_run(data, *m, dtype=torch.float32, channels_last=True) for m in members]
+    fused = [make_run(data, *m, dtype=torch.float32) for m in members]
+    trained(contiguous, 1)
+    trained(channels_last, 1)
+    trained(fused, 3)
+    for c, cl, f in zip(contiguous, channels_last, fused):
+        band = max(differences(c, cl)[0], 1e-6)
+        assert differences(c, f)[0] <= 4 * band
+        assert abs(c.history[-1]["train_loss"] - f.history[-1]["train_loss"]) <= 4 * max(
+            abs(c.history[-1]["train_loss"] - cl.history[-1]["train_loss"]), 1e-6)
