@@ -76,6 +76,10 @@ def parser():
                    help="train every trial data-parallel on N Ray Train workers, each holding --cpus-per-trial "
                         "and one GPU with --gpus-per-trial 1 (the grid's `workers`, default 1; N > 1 needs a "
                         "dataset that streams, docs/imagenet.md)")
+    g.add_argument("--fuse", choices=["auto", "true", "false"],
+                   help="in packs (--trials-per-gpu K), train members of one CIFAR ResNet architecture and recipe "
+                        "as one fused step (the grid's `fuse`, default auto: on only where the GPU suite measured it "
+                        "faster, nowhere yet); rows and hashes as without it, to float rounding")
     g.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as resources allow)")
     g.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     g.add_argument("--resume", action="store_true",

@@ -93,3 +93,41 @@ def test_trials_per_gpu_refuses_what_is_not_a_count_and_auto_is_one_on_a_cpu(cap
     from layerlth.sweep.runner import resolve_trials_per_gpu
 
     assert resolve_trials_per_gpu(args, []) == 1  # nothing measured packs on this machine's kind
+
+
+FUSED_GRID = """
+name: fused
+defaults: {dataset: digits, arch: resnet20, recipe: paper, epochs: 3, score_batches: 1}
+studies:
+  - {kind: dense, seed: [0, 1]}
+  - {kind: at_init, criterion: grasp, p: [1, 2], seed: 0}
+"""
+
+
+def test_a_fused_packed_sweep_gives_the_rows_of_an_unfused_one(ray_session, tmp_path, capsys):
+    grid = tmp_path / "fused.yaml"
+    grid.write_text(FUSED_GRID)
+    tables = {}
+    for fuse in ("false", "true"):
+        storage = tmp_path / f"store-{fuse}"
+        argv = ["--grid", str(grid), "--storage", str(storage), "--wandb", "disabled", "--trials-per-gpu", "4",
+                "--max-concurrent", "1", "--fuse", fuse]
+        assert sweep_cli.main(argv) == 0
+        tables[fuse] = rows(storage / "fused")
+    plain, fused = tables["false"], tables["true"]
+    assert sorted(plain) == sorted(fused) and len(plain) == 4  # the same trials, by the same hashes
+    for trial_id, row in plain.items():
+        other = fused[trial_id]
+        assert other["removed"] == row["removed"] and other["scores"] == row["scores"]
+        assert other["params"] == row["params"] and other["macs"] == row["macs"]  # ghosts never counted
+        assert other["epochs_trained"] == row["epochs_trained"] == 3
+        # fp32: grouped and separate convolutions round apart (oneDNN picks other kernels), and
+        # training amplifies it; the float64 tests (test_fusion.py) show the same arithmetic to 1e-12
+        first, again = row["history"][0]["train_loss"], other["history"][0]["train_loss"]
+        assert abs(first - again) <= 0.01 * first
+        assert [h["lr"] for h in row["history"]] == [h["lr"] for h in other["history"]]
+        assert abs(other["final_test_acc"] - row["final_test_acc"]) <= 0.15
+        assert row["training_path"] == "eager" and "fused_group_size" not in row
+    assert {r["training_path"] for r in fused.values()} == {"fused_eager"}
+    assert {r["fused_group_size"] for r in fused.values()} == {4}
+    assert sorted(r["ghost_blocks"] for r in fused.values()) == [0, 0, 1, 2]

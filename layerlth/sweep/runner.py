@@ -56,6 +56,8 @@ def prepare(entries, args, root):
             changes["country"] = args.country
         if getattr(args, "workers", None):
             changes["workers"] = args.workers
+        if getattr(args, "fuse", None):
+            changes["fuse"] = {"auto": "auto", "true": True, "false": False}[args.fuse]
         try:  # the same checks as the grid's values (a bad --country is named here)
             prepared.append((label, TrialConfig.from_dict(config.to_dict() | changes)))
         except ValueError as error:
