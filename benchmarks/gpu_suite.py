@@ -18,6 +18,9 @@ Stages, in this order:
               (p = 12 against the paper's 2.03x), then ResNet32
   packing     packs.py: packs of k = 1, 2, 4, 8, 16 resnet32 trials in one process (each step a graph
               replay on the member's stream): aggregate images/s, trials/hour against one per GPU
+  fusion      suite_fusion.py: k separate vs one grouped convolution at the CIFAR ResNets' shapes (TFLOP/s),
+              then packs of resnet32 on 50k synthetic on-device images: 8 separate members vs fused
+              groups of 1, 4, 8, 16 (aggregate images/s); `faster` decides `fuse: auto`
   imagenet    suite_imagenet.py: JPEGs written here at ImageNet's sizes, streamed by layerlth's pipeline
               (decode + RandomResizedCrop in DataLoader workers): its images/s alone, and bf16 ResNet-50
               training images/s fed by it vs fed by synthetic tensors on the device
@@ -27,7 +30,8 @@ Stages, in this order:
               it); and the hours `sweeps/run.py --grid paper --dry-run` gives with it (no Ray)
 
 Budget: the run ends within --budget seconds. Each stage gets a cap: its share of the time still
-left (tests 16%, throughput 16%, engines 22%, speedup 8%, packing 20%, imagenet 8%, record 10% when all run), so a stage that
+left (tests 14%, throughput 12%, engines 18%, speedup 6%, packing 16%, fusion 16%, imagenet 8%, record 10% when
+all run), so a stage that
 finishes early leaves its time to the later ones; `--cap STAGE=SECONDS` sets a stage's cap. A stage
 past its cap is stopped (SIGALRM; packing's processes killed) and keeps what it measured so far.
 Measurements take fewer steps in a smaller cap, never fewer variants. A watchdog ends the run at
@@ -68,6 +72,7 @@ OPTIONAL = ("ray", "wandb", "codecarbon", "torchattacks")  # absent on a bare GP
 MAX_FILES = 8
 
 from suite_core import STAGES, Suite  # noqa: E402 - beside this file (a script's folder is on sys.path)
+from suite_fusion import stage_fusion  # noqa: E402
 from suite_imagenet import stage_imagenet  # noqa: E402
 from suite_packs import stage_engines, stage_packing, stage_record  # noqa: E402
 from suite_stages import stage_speedup, stage_tests, stage_throughput  # noqa: E402
@@ -108,7 +113,7 @@ def parse_args(argv=None):
 
 
 RUNNERS = {"tests": stage_tests, "throughput": stage_throughput, "engines": stage_engines, "speedup": stage_speedup,
-           "packing": stage_packing, "imagenet": stage_imagenet, "record": stage_record}
+           "packing": stage_packing, "fusion": stage_fusion, "imagenet": stage_imagenet, "record": stage_record}
 
 
 def main(argv=None):

@@ -33,26 +33,29 @@ BATCH = 128
 HEADERS = ["arch", "k", "aggregate img/s", "img/s per member", "vs one per GPU", "trials/hour", "peak memory MiB"]
 
 
-def member(model, data, recipe, seed, fast, rates):
-    """A pack member: a run whose later epochs' images/s land in `rates`."""
+def member(model, data, recipe, seed, fast, rates, fuse=False, arch=None):
+    """A pack member: a run whose later epochs' images/s land in `rates`; `fuse`: it may train fused
+    with the other members (`layerlth.training.fusion`)."""
     def keep(state):
         if state.metrics and state.epoch > 1:
             rates.setdefault(state.epoch, []).append(state.metrics["images_per_second"])
 
     run = Run(copy.deepcopy(model), data, recipe, seed=seed, callbacks=[keep], amp=fast.amp,
               channels_last=fast.channels_last, graph=fast.graphed, name=f"member {seed}")
+    run.fuse, run.fuse_tag = fuse, arch
     yield run
     return run.history
 
 
-def pack_rate(model, data, k, epochs, fast):
-    """(aggregate images/s, peak memory bytes or None) of k members trained together."""
-    recipe = get_recipe("paper").scaled(epochs=epochs, batch_size=BATCH)
+def pack_rate(model, data, k, epochs, fast, fuse=False, batch=None):
+    """(aggregate images/s, peak memory bytes or None) of k members trained together (fused: as
+    one step)."""
+    recipe = get_recipe("paper").scaled(epochs=epochs, batch_size=batch or BATCH)
     rates = {}
     cuda = data.train_x.is_cuda
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    works = [(seed, member(model, data, recipe, seed, fast, rates)) for seed in range(k)]
+    works = [(seed, member(model, data, recipe, seed, fast, rates, fuse, type(model).__name__)) for seed in range(k)]
     for finished in Pack(k).run(works):
         if finished.error is not None:
             raise finished.error
@@ -60,7 +63,7 @@ def pack_rate(model, data, k, epochs, fast):
     return aggregate, torch.cuda.max_memory_allocated() if cuda else None
 
 
-def measure(arch, data, ks, epochs, device, images_per_trial):
+def measure(arch, data, ks, epochs, device, images_per_trial, fuse=False):
     """Yields each k's figures as it is measured (a capped suite keeps the ones done)."""
     torch.manual_seed(0)
     model = build_for_images(arch, data.num_classes, data.image_size).to(device)
@@ -68,11 +71,12 @@ def measure(arch, data, ks, epochs, device, images_per_trial):
     data = data.to(device)
     one = None
     for k in ks:
-        aggregate, peak = pack_rate(model, data, k, epochs, fast)
+        aggregate, peak = pack_rate(model, data, k, epochs, fast, fuse)
         one = one or aggregate
         trials_per_hour = aggregate * 3600 / images_per_trial
         yield {"k": k, "aggregate_images_per_second": aggregate, "vs_one": aggregate / one,
-               "trials_per_hour": trials_per_hour, "peak_memory_bytes": peak, "path": fast.path,
+               "trials_per_hour": trials_per_hour, "peak_memory_bytes": peak,
+               "path": ("fused_" if fuse and k > 1 else "") + fast.path,
                "row": [arch, k, f"{aggregate:.0f}", f"{aggregate / k:.0f}", f"{aggregate / one:.2f}",
                        f"{trials_per_hour:.2f}", f"{peak / 2**20:.0f}" if peak else ""]}
 
@@ -84,6 +88,7 @@ def main(argv=None):
     p.add_argument("--arch", default="resnet32")
     p.add_argument("--ks", type=int, nargs="+", help="pack sizes (default 1 2 4 quick; 1 2 4 8 16 full)")
     p.add_argument("--epochs", type=int, help="epochs per pack, the first a warm-up (default 3 quick, 4 full)")
+    p.add_argument("--fuse", action="store_true", help="members train as one fused step (layerlth.training.fusion)")
     args = p.parse_args(argv)
     ks = args.ks or ([1, 2, 4] if args.quick else [1, 2, 4, 8, 16])
     epochs = common.positive("--epochs", args.epochs or (3 if args.quick else 4))
@@ -92,7 +97,7 @@ def main(argv=None):
     images_per_trial = len(data.train_x) * get_recipe("paper").epochs
     print(f"# Packs of {args.arch}, batch {BATCH}, {data.name} ({len(data.train_x)} images), {epochs} epochs")
     print(common.machine())
-    rows = [measured["row"] for measured in measure(args.arch, data, ks, epochs, device, images_per_trial)]
+    rows = [measured["row"] for measured in measure(args.arch, data, ks, epochs, device, images_per_trial, args.fuse)]
     print()
     print(common.table(HEADERS, rows))
 

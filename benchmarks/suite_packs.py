@@ -8,6 +8,7 @@ import re
 import time
 
 from suite_core import Skipped, write_atomic
+from suite_fusion import best_fused_packing
 from suite_stages import device, toy_batch
 
 ENGINE_ARCHS = ("resnet32", "resnet56", "resnet20")  # the targets' two first
@@ -127,14 +128,21 @@ def stage_record(suite, found):
     if not images_per_second:
         raise Skipped("no throughput measured (the engines and throughput stages did not run): nothing to record")
     packing = best_packing(stages["packing"].get("result"))
+    fusion = stages.get("fusion", {}).get("result") or {}
+    if fusion.get("faster"):  # fused packs are what `fuse: auto` will run here: price the grid with them
+        for arch, best in best_fused_packing(fusion).items():
+            if best["speedup"] > packing.get(arch, {}).get("speedup", 0):
+                packing[arch] = best
+    fusion_entry = {"faster": bool(fusion.get("faster")), "fused_over_separate": fusion.get("fused_over_separate"),
+                    "source": "benchmarks/gpu_suite.py fusion stage"} if "faster" in fusion else None
     dev = device(suite)
     kind, fast = estimate.device_kind(dev), fastpath.choose(dev)
     source = "benchmarks/gpu_suite.py" + (" --dry" if suite.args.dry else "")
     path = suite.out / "measured_throughput.json"
     write_atomic(path, json.dumps(estimate.measured_throughput(), indent=2) + "\n")  # the shipped kinds ...
     estimate.record_throughput(kind, images_per_second, source, fast.precision, fast.memory_format,
-                               f"{datetime.date.today()}", path=path, packing=packing)  # ... and this one
-    found.update(kind=kind, file=path.name, images_per_second=images_per_second, packing=packing)
+                               f"{datetime.date.today()}", path=path, packing=packing, fusion=fusion_entry)  # ... and this one
+    found.update(kind=kind, file=path.name, images_per_second=images_per_second, packing=packing, fusion=fusion_entry)
     suite.write()
     grid = load_grid(suite.args.grid)
     entries = expand(grid)

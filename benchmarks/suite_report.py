@@ -75,12 +75,30 @@ def section_record(r):
     return lines
 
 
+def section_fusion(r):
+    lines = []
+    if r.get("convs"):
+        lines += ["k separate 3x3 convolutions against one grouped convolution (groups = k), forward and both "
+                  "gradients, TFLOP/s:", "",
+                  table(["channels", "px", "k", "separate", "grouped", "grouped / separate"],
+                        [[c["channels"], c["px"], c["k"], _num(c["separate_tflops"], 2), _num(c["grouped_tflops"], 2),
+                          _num(c["grouped_tflops"] / c["separate_tflops"], 2)] for c in r["convs"]]), ""]
+    if r.get("rows"):
+        lines += ["Packs on synthetic on-device images (epochs after the first):", "", table(r["headers"], r["rows"])]
+    if "faster" in r:
+        ratio = r.get("fused_over_separate")
+        lines += ["", f"Fused faster than separate members: {'yes' if r['faster'] else 'no'}"
+                      + (f" ({ratio:.2f}x)" if ratio else "") + "; `fuse: auto` follows this."]
+    return lines
+
+
 def _num(value, digits):
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else ""
 
 
 SECTIONS = {
     "tests": section_tests,
+    "fusion": section_fusion,
     "throughput": section_rows(lambda r: f"batch {r['batch']}, {r['repeats']} repetitions of "
                                          f"{sorted({a['steps'] for a in r['archs'].values()}) or '?'} steps; "
                                          f"ratios to the plain fp32 loop of the same repetition, median (min-max)"

@@ -181,3 +181,15 @@ def test_fp32_fused_stays_within_the_spread_of_a_solo_runs_memory_layouts(data):
         assert differences(c, f)[0] <= 4 * band
         assert abs(c.history[-1]["train_loss"] - f.history[-1]["train_loss"]) <= 4 * max(
             abs(c.history[-1]["train_loss"] - cl.history[-1]["train_loss"]), 1e-6)
+
+
+def test_fuse_auto_follows_what_the_gpu_suite_measured_on_this_kind(monkeypatch):
+    from layerlth.foundations import measured
+    from layerlth.training.fastpath import fused
+
+    assert fused("cpu", "auto") is False and fused("cpu", True) is True  # no kind has measured it yet
+    kind = measured.device_kind("cpu")
+    monkeypatch.setattr(measured, "measured_throughput", lambda: {kind: {"fusion": {"faster": True}}})
+    assert fused("cpu", "auto") is True and fused("cpu", False) is False
+    monkeypatch.setattr(measured, "measured_throughput", lambda: {kind: {"fusion": {"faster": False}}})
+    assert fused("cpu", "auto") is False

@@ -64,15 +64,20 @@ def test_dry_runs_every_stage_within_caps_rewriting_its_summary_where_ray_and_co
     summary = json.loads((out / "summary.json").read_text())
     stages = summary["stages"]
     assert {n: e["status"] for n, e in stages.items()} == {
-        "tests": "ok", "throughput": "ok", "engines": "ok", "speedup": "capped", "packing": "ok", "imagenet": "ok",
-        "record": "ok"}
+        "tests": "ok", "throughput": "ok", "engines": "ok", "speedup": "capped", "packing": "ok", "fusion": "ok",
+        "imagenet": "ok", "record": "ok"}
     assert summary["finished"] and summary["optional_modules_imported"] == []
     # rewritten when each stage started and ended: the events, and summaries seen mid-run
     assert [e[1:] for e in summary["events"]] == [
         ["tests", "start"], ["tests", "ok"], ["throughput", "start"], ["throughput", "ok"], ["engines", "start"],
         ["engines", "ok"], ["speedup", "start"], ["speedup", "capped"], ["packing", "start"], ["packing", "ok"],
-        ["imagenet", "start"], ["imagenet", "ok"], ["record", "start"], ["record", "ok"]]
-    assert ("running", *["not run"] * 6) in seen or ("ok", "running", *["not run"] * 5) in seen
+        ["fusion", "start"], ["fusion", "ok"], ["imagenet", "start"], ["imagenet", "ok"], ["record", "start"],
+        ["record", "ok"]]
+    assert ("running", *["not run"] * 7) in seen or ("ok", "running", *["not run"] * 6) in seen
+    fusion = stages["fusion"]["result"]  # separate pack of 2, fused groups of 1 and 2, on the CPU
+    assert [(p["k"], p["fused"]) for p in fusion["packs"]] == [(2, False), (1, True), (2, True)]
+    assert all(p["aggregate_images_per_second"] > 0 for p in fusion["packs"]) and fusion["convs"][0]["grouped_tflops"] > 0
+    assert isinstance(fusion["faster"], bool)
     imagenet = stages["imagenet"]["result"]
     assert imagenet["pipeline_cpu_images_per_second"] > 0 and imagenet["training_fed_cpu_images_per_second"] > 0
     assert imagenet["decode_pick"] == "cpu"  # nvJPEG runs only on a GPU
@@ -91,6 +96,7 @@ def test_dry_runs_every_stage_within_caps_rewriting_its_summary_where_ray_and_co
     measured = json.loads((out / "measured_throughput.json").read_text())
     recorded = measured[stages["record"]["result"]["kind"]]
     assert recorded["source"] == "benchmarks/gpu_suite.py --dry" and recorded["images_per_second"]["resnet20"] > 0
+    assert recorded["fusion"]["faster"] == fusion["faster"]  # what `fuse: auto` reads for this kind
     assert set(json.loads((ROOT / "layerlth" / "sweep" / "measured_throughput.json").read_text())) <= set(measured)
     assert stages["record"]["result"]["grid"]["trials"] > 0 and (out / "demo-dry-run.txt").is_file()
     markdown = (out / "summary.md").read_text()

@@ -9,15 +9,12 @@ also gives the hours with that many trials per device (`--trials-per-gpu k`, whi
 each architecture at the measured one closest in MACs."""
 
 import functools
-import json
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from layerlth.foundations.dataset_identity import is_stream
+from layerlth.foundations.measured import MEASURED, cpu_model, device_kind, measured_throughput  # noqa: F401
 from layerlth.foundations.recipes import training_recipe
 from layerlth.measure.costs import count_macs
 from layerlth.models import build_for_images, build_model, removable_blocks, remove_blocks
@@ -28,7 +25,6 @@ SHAPES = {"cifar10": (50000, (3, 32, 32)), "cifar100": (50000, (3, 32, 32)), "di
           "synthetic": (512, (3, 32, 32))}
 # a training step is ~3 passes (forward, two backward) of 2 FLOPs per MAC
 FLOPS_PER_MAC_TRAINED = 6
-MEASURED = Path(__file__).with_name("measured_throughput.json")
 
 
 def dataset_shape(name, image_size=None):
@@ -74,30 +70,6 @@ def ticket_macs(arch, shape, shortcut, rule, p):
     if p:
         model = remove_blocks(model, removable_blocks(model, rule)[:p])
     return count_macs(model, shape)
-
-
-def device_kind(device=None):
-    """Names a kind of device the way the measurements file does: the GPU's name, or the CPU's model
-    and core count (throughput on a CPU scales with its cores)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{cpu_model()} x{os.cpu_count()}"
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def measured_throughput(path=MEASURED):
-    """{device kind: {"images_per_second": {arch: img/s}, "source": ..., "date": ..., ...}}."""
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
 
 
 @functools.lru_cache(maxsize=None)
@@ -214,9 +186,10 @@ def sweep_hours(entries, kind, path=MEASURED):
 
 
 def record_throughput(kind, images_per_second, source, precision, memory_format, date, path=MEASURED,
-                      packing=None):
+                      packing=None, fusion=None):
     """Add or replace one device kind's measured images/s per architecture and, when given, how
-    many trials share one of its devices best ({arch: {"trials_per_device", "speedup", ...}})."""
+    many trials share one of its devices best ({arch: {"trials_per_device", "speedup", ...}}) and
+    whether fused packs were measured faster there ({"faster": bool, ...}: `fuse: auto` reads it)."""
     from layerlth.foundations.atomic import write_json_atomic
 
     measured = measured_throughput(path)
@@ -227,4 +200,6 @@ def record_throughput(kind, images_per_second, source, precision, memory_format,
             if not (best["trials_per_device"] >= 1 and best["speedup"] > 0):
                 raise ValueError(f"packing of {arch}: trials_per_device must be >= 1 and speedup > 0, got {best}")
         measured[kind] |= {"packing": packing, "packing_source": source, "packing_date": date}
+    if fusion:
+        measured[kind] |= {"fusion": fusion | {"date": date}}
     write_json_atomic(dict(sorted(measured.items())), path)

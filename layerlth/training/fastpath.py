@@ -121,7 +121,7 @@ def fused(device, fuse="auto"):
         raise ValueError(f"fuse={fuse!r}: expected one of 'auto', true, false")
     if fuse != "auto":
         return fuse
-    from layerlth.sweep.estimate import device_kind, measured_throughput
+    from layerlth.foundations.measured import device_kind, measured_throughput
 
     entry = measured_throughput().get(device_kind(device), {})
     return entry.get("fusion", {}).get("faster") is True
