@@ -162,9 +162,10 @@ def test_a_fused_step_of_four_launches_about_as_many_ops_as_one_member(data):
         solo.stepper.step(*batches[0])
     group = FusedGroup(runs)
     group.set_lrs([0.1] * 4)
-    group.step(batches)
+    xs, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+    group.step(xs, y)
     with CountOps() as fused:
-        group.step(batches)
+        group.step(xs, y)
     assert fused.count <= 1.1 * one.count, (fused.count, one.count)
 
 
@@ -193,3 +194,31 @@ def test_fuse_auto_follows_what_the_gpu_suite_measured_on_this_kind(monkeypatch)
     assert fused("cpu", "auto") is True and fused("cpu", False) is False
     monkeypatch.setattr(measured, "measured_throughput", lambda: {kind: {"fusion": {"faster": False}}})
     assert fused("cpu", "auto") is False
+
+
+def test_one_set_of_ops_makes_every_members_batches_bitwise_partial_batch_included(data):
+    from layerlth.data.batches import Batches, batched
+
+    def members():
+        return [Batches(data, 32, True, torch.Generator().manual_seed(seed)) for seed in range(3)]
+
+    alone = [list(b) for b in members()]
+    made = members()
+    plans = [b.plan() for b in made]
+    assert all(made[0].shares_making_with(b) for b in made)
+    sizes, own = [], members()[0]
+    for step in range(len(alone[0])):
+        one_plan = next(own.plan()) if step == 0 else None
+        if one_plan is not None:
+            with CountOps() as one:
+                own.make(*one_plan)
+        with CountOps() as ops:
+            x, y = batched(made, [next(p) for p in plans])
+        x = x.view(3, -1, *x.shape[1:])
+        sizes.append(x.shape[1])
+        for i in range(3):
+            assert torch.equal(x[i], alone[i][step][0]) and torch.equal(y[i], alone[i][step][1])
+    assert sizes == [32, 32, 6] and all(next(p, None) is None for p in plans)
+    assert ops.count <= 1.5 * one.count  # three members' augmentation in one set of ops, not three
+    other = load_dataset("digits")
+    assert not made[0].shares_making_with(Batches(other, 32, True, torch.Generator().manual_seed(0)))

@@ -58,6 +58,13 @@ class Batches:
         return -(-len(self.x) // self.batch_size)
 
     def __iter__(self):
+        for step in self.plan():
+            yield self.make(*step)
+
+    def plan(self):
+        """The epoch's batches as what makes them: (image indices, crop rows, crop columns, flips;
+        None where unused) on the device. A pack makes several members' batches from their plans
+        at once (`batched`)."""
         n = len(self.x)
         order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
         sizes = [min(self.batch_size, n - start) for start in range(0, n, self.batch_size)]
@@ -66,15 +73,25 @@ class Batches:
         draws = self._draws(sizes)
         order = order.to(self.x.device)
         for start, size in zip(range(0, n, self.batch_size), sizes):
-            index = order[start : start + size]
-            x = self.x[index]
-            if self.pad:
-                x = crop_at(x, self.pad, next(draws), next(draws))
-            if self.flip:
-                x = flip_where(x, next(draws).bool())
-            # in the statistics' dtype: float32, or float64 where a test asks for it
-            x = ((x.to(self.mean.dtype) - self.mean) / self.std).contiguous(memory_format=self.memory_format)
-            yield x, self.y[index]
+            crop = (next(draws), next(draws)) if self.pad else (None, None)
+            yield order[start : start + size], *crop, next(draws).bool() if self.flip else None
+
+    def make(self, index, dy, dx, flip):
+        """The batch of those images: gathered, cropped, flipped, normalised."""
+        x = self.x[index]
+        if self.pad:
+            x = crop_at(x, self.pad, dy, dx)
+        if self.flip:
+            x = flip_where(x, flip)
+        # in the statistics' dtype: float32, or float64 where a test asks for it
+        x = ((x.to(self.mean.dtype) - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+        return x, self.y[index]
+
+    def shares_making_with(self, other):
+        """Whether one `make` can make both's batches: the same images, augmentation and statistics."""
+        return (self.x.data_ptr() == other.x.data_ptr() and self.x.shape == other.x.shape
+                and (self.pad, self.flip) == (other.pad, other.flip) and torch.equal(self.mean, other.mean)
+                and torch.equal(self.std, other.std))
 
     def _draws(self, sizes):
         """Each batch's crop rows, crop columns and flips (those it uses), as `random_crop` and
@@ -88,3 +105,13 @@ class Batches:
         if not parts:
             return iter(())
         return iter(torch.cat(parts).to(self.x.device).split([len(p) for p in parts]))
+
+
+def batched(batches, steps):
+    """Several members' batches of one step made by one set of ops: `steps` are their plans' next
+    items (all made by `batches[0]`, which `shares_making_with` each). Returns (inputs (k x N, ...)
+    in member order, labels (k, N)); each member's part equals its own `make`, bitwise (every op
+    works image by image)."""
+    joined = [None if part[0] is None else torch.cat(part) for part in zip(*steps)]
+    x, y = batches[0].make(*joined)
+    return x, y.view(len(steps), -1)

@@ -40,8 +40,17 @@ class ImageData:
         return len(self.train_x)
 
     def to(self, device):
-        moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
-        return ImageData(self.name, **moved, num_classes=self.num_classes, pad=self.pad, flip=self.flip)
+        """The dataset on `device`, copied once per device (the copy is kept: trials that share
+        this dataset share its tensors there too; they only ever read them)."""
+        copies = self.__dict__.setdefault("_copies", {})
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one device
+            device = torch.device("cuda", torch.cuda.current_device())
+        key = str(device)
+        if key not in copies:
+            moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
+            copies[key] = ImageData(self.name, **moved, num_classes=self.num_classes, pad=self.pad, flip=self.flip)
+        return copies[key]
 
     @cached_property
     def channel_stats(self):

@@ -1,6 +1,7 @@
 """Where images come from: CIFAR-10/100 (downloaded), any .npz, scikit-learn's digits, synthetic
 (all held in memory), or a directory of images that streams (`stream_data`: ImageFolder or shards)."""
 
+import functools
 import os
 import zipfile
 from pathlib import Path
@@ -78,7 +79,22 @@ def load_dataset(name, root=None, image_size=None, workers=None, decode_on="cpu"
 
         return StreamData(name, image_size, workers, decode_on=decode_on)
     if name in ("cifar10", "cifar100"):
-        return _cifar(name, Path(root or default_root()))
+        return _held(name, str(Path(root or default_root())), None)
+    return _held(name, None, _stamp(Path(name)) if name not in ("digits", "synthetic") else None)
+
+
+def _stamp(path):
+    """A file's size and modification time: a changed file is read again."""
+    stat = path.stat() if path.is_file() else None
+    return (stat.st_size, stat.st_mtime_ns) if stat else None
+
+
+@functools.lru_cache(maxsize=4)
+def _held(name, root, stamp):
+    """A dataset held in memory, read once per process: the trials of a pack (and a reused worker's
+    next trials) share its tensors, and with `ImageData.to` its copy on the device."""
+    if name in ("cifar10", "cifar100"):
+        return _cifar(name, Path(root))
     if name == "digits":
         return _digits()
     if name == "synthetic":

@@ -48,7 +48,7 @@ def trial_work(config, callbacks=(), resume=None):
     config = validate(TrialConfig.from_dict(config) if isinstance(config, dict) else config)
     device = pick_device(config.device)
     data = load_dataset(config.dataset, config.data_dir, config.image_size, config.data_workers, config.data_decode)
-    data = data.subset(train=config.train_subset).to(device)
+    data = data.to(device).subset(train=config.train_subset)  # views of one copy per device and process
     if config.is_dense:
         result = yield from dense_result(config, data, device, callbacks, resume)
         if config.robustness:  # on the stored final weights, whether trained now or reused

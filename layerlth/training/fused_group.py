@@ -134,10 +134,9 @@ class FusedGroup:
             self.correct.zero_()
 
     # ---------------------------------------------------------------- the step
-    def step(self, batches):
-        """One step of every member on its own batch ([(inputs, labels)] in member order)."""
-        x = torch.stack([b[0] for b in batches], 1).flatten(1, 2).contiguous(memory_format=self.memory_format)
-        y = torch.stack([b[1] for b in batches])
+    def step(self, xs, y):
+        """One step of every member on its own batch: inputs (k, N, C, H, W), labels (k, N)."""
+        x = xs.transpose(0, 1).flatten(1, 2).contiguous(memory_format=self.memory_format)  # (N, k x C, H, W)
         if not self.graphed:
             return self._train(x, y)
         current = torch.cuda.current_stream(self.device)

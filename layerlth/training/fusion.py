@@ -14,6 +14,9 @@ that it joins at the next boundary (a slot idle for at most an epoch); a lone ru
 
 import time
 
+import torch
+
+from layerlth.data.batches import batched
 from layerlth.training.fused_group import FusedGroup
 from layerlth.training.fused_net import fusable
 
@@ -74,24 +77,47 @@ class Fusion:
             run.started = time.perf_counter()  # its epoch's time starts with the group's
         group.start_epoch()
         group.in_epoch = True
+        group.plans = self._plans(members)
         return group
+
+    @staticmethod
+    def _plans(members):
+        """The members' batch plans when one set of ops can make all their batches (the same images
+        held once on the device: `data.batches.batched`); the group then makes them, and the
+        members' own iterators are left empty. None: each member makes its own."""
+        made = [getattr(run, "epoch_batches", None) for run in members]
+        if not all(hasattr(b, "plan") for b in made) or not all(made[0].shares_making_with(b) for b in made):
+            return None
+        plans = [b.plan() for b in made]
+        for run in members:
+            run.batches = iter(())
+        return plans
 
     @staticmethod
     def _step(group):
         """One tick of the group: each member's next batch in one fused step; False at the
         epoch's end (the group has written its members back)."""
-        batches = [run.take_batch() for run in group.runs]
-        if any(b is None for b in batches):
-            if not all(b is None for b in batches):
+        if group.plans is not None:
+            steps = [next(plan, None) for plan in group.plans]
+            batches = None if any(s is None for s in steps) else batched([r.epoch_batches for r in group.runs], steps)
+            ended = [s is None for s in steps]
+        else:
+            taken = [run.take_batch() for run in group.runs]
+            ended = [b is None for b in taken]
+            batches = None if any(ended) else (torch.stack([b[0] for b in taken]), torch.stack([b[1] for b in taken]))
+        if any(ended):
+            if not all(ended):
                 raise RuntimeError("fused members ran out of batches at different steps")
             group.write_back()
             group.in_epoch = False
             return False
-        for run, batch in zip(group.runs, batches):
-            if run.own_peak_bytes is None and batch[0].is_cuda:
-                run.measure_alone(batch)
+        xs, y = batches
+        xs = xs.view(len(group.runs), -1, *xs.shape[-3:])
+        for i, run in enumerate(group.runs):
+            if run.own_peak_bytes is None and xs.is_cuda:
+                run.measure_alone((xs[i], y[i]))
         group.set_lrs([run.next_lr() for run in group.runs])
-        group.step(batches)
-        for run, batch in zip(group.runs, batches):
-            run.count(batch)
+        group.step(xs, y)
+        for i, run in enumerate(group.runs):
+            run.count((None, y[i]))
         return True

@@ -114,7 +114,7 @@ class Run:
         batches = Batches(self._training_data(), self.recipe.batch_size, True, generator,
                           memory_format=self.memory_format)
         self.steps_in_epoch, self.step_index = len(batches), 0
-        self.batches = iter(batches)
+        self.epoch_batches, self.batches = batches, iter(batches)  # a fused group may make them instead
         getattr(self.stepper, "runner", self.model).train()  # a compiled runner tracks the mode itself
         self.stepper.start_epoch(self.data.device)
         self.seen, self.started = 0, time.perf_counter()
