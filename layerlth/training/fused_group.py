@@ -124,7 +124,42 @@ class FusedGroup:
                 if own is not None:
                     state = run.optimizer.state[run.model.get_parameter(own)]
                     state["momentum_buffer"] = self.net.member_view(name, buffer, i).clone()
-            run.stepper.add_totals(self.loss_sum[i], self.correct[i])
+
+    def finish_epoch(self):
+        """The epoch's end: each member written back, evaluated (all at once when their test images
+        are the same), and its sums read from the device in one go for its run to close the epoch."""
+        self.write_back()
+        tests = [run.test for run in self.runs]
+        fused_test = all(hasattr(t, "shares_making_with") and tests[0].shares_making_with(t) for t in tests)
+        test_sums = self._evaluate(tests[0]) if fused_test else None
+        with self._on_stream():
+            sums = [self.loss_sum.double(), self.correct.double(), *(test_sums or ())]
+        self.sync()
+        values = torch.stack(sums).tolist()  # the one read of the device this epoch
+        for i, run in enumerate(self.runs):
+            run.fused_epoch = {"train": (values[0][i], int(values[1][i]))}
+            if test_sums:
+                count = values[4][i]
+                run.fused_epoch["test"] = (values[2][i] / count, values[3][i] / count)
+
+    @torch.no_grad()
+    def _evaluate(self, test):
+        """Every member's test loss sum, correct count and image count on the device: one fused
+        forward per test batch (each member's channels see the same images), in eval mode."""
+        k = self.k
+        loss = torch.zeros(k, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(k, dtype=torch.float64, device=self.device)
+        count = torch.zeros(k, dtype=torch.float64, device=self.device)
+        with self._on_stream():
+            for x, y in test:
+                x = x.repeat(1, k, 1, 1).contiguous(memory_format=self.memory_format)
+                with autocast(x.device, self.amp):
+                    logits = self.net.forward(x, training=False)
+                per_image = F.cross_entropy(widened(logits).flatten(0, 1), y.repeat(k), reduction="none")
+                loss += per_image.view(k, -1).sum(1, dtype=torch.float64)
+                correct += (logits.argmax(-1) == y).sum(1)
+                count += len(y)
+        return [loss, correct, count]
 
     def start_epoch(self):
         if self.graphed:

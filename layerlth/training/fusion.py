@@ -108,7 +108,7 @@ class Fusion:
         if any(ended):
             if not all(ended):
                 raise RuntimeError("fused members ran out of batches at different steps")
-            group.write_back()
+            group.finish_epoch()
             group.in_epoch = False
             return False
         xs, y = batches

@@ -95,6 +95,7 @@ class Run:
         # (its architecture), and what it did: the largest group, its ghost blocks, graphed or not
         self.fuse, self.fuse_tag = False, None
         self.fused_group_size, self.ghost_blocks, self.fused_graphed = 1, 0, False
+        self.fused_epoch = None  # a fused group's sums for the epoch it trained (`FusedGroup.finish_epoch`)
 
     @property
     def graphed(self):
@@ -175,7 +176,9 @@ class Run:
         self.own_peak_bytes = _measured_step(model, optimizer, stepper, batch)
 
     def _close_epoch(self):
-        loss_sum, correct = self.stepper.totals()  # reads the device: the epoch's steps are done
+        fused, self.fused_epoch = self.fused_epoch, None
+        # the epoch's sums: read from the device now (its steps are done), or already by its fused group
+        loss_sum, correct = fused["train"] if fused else self.stepper.totals()
         seen = self.seen
         if self.reduce is not None:
             loss_sum, correct, seen = self.reduce([loss_sum, correct, seen])
@@ -183,7 +186,7 @@ class Run:
         if not math.isfinite(loss_sum):
             self.done = True
             raise TrainingDiverged(f"{self.name}: training loss is {loss_sum} in epoch {self.epoch + 1}")
-        test_loss, test_acc = evaluate(self.model, self.test, self.amp, self.reduce)
+        test_loss, test_acc = (fused or {}).get("test") or evaluate(self.model, self.test, self.amp, self.reduce)
         lr = self.recipe.lr_at(self.epoch)
         self.epoch += 1
         metrics = {

@@ -97,11 +97,6 @@ class EagerStep:
     def totals(self):
         return float(self.loss_sum), int(self.correct)
 
-    def add_totals(self, loss_sum, correct):
-        """Sums of steps taken elsewhere (a fused group) into this epoch's."""
-        self.loss_sum += loss_sum
-        self.correct += correct
-
 
 class GraphedStep:
     graphed, fallback = True, None  # fallback: why the run went on eagerly (a failed capture)
@@ -183,13 +178,6 @@ class GraphedStep:
 
     def sync(self):
         torch.cuda.current_stream(self.device).wait_stream(self.stream)
-
-    def add_totals(self, loss_sum, correct):
-        """Sums of steps taken elsewhere (a fused group, on the current stream) into this epoch's."""
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self.stream):
-            self.loss_sum += loss_sum
-            self.correct += correct
 
     def totals(self):
         self.sync()
