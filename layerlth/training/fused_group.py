@@ -51,6 +51,7 @@ class FusedGroup:
         self.graphed = graphed and self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.graphed else None
         self.warmup_left, self.graphs, self.fallback = WARMUP_STEPS, {}, None
+        self.eval_graphs = {}  # evaluation graphs by batch shape; None after a failed capture
         self.last_lrs, self.in_epoch = None, False
 
     @property
@@ -145,21 +146,55 @@ class FusedGroup:
     @torch.no_grad()
     def _evaluate(self, test):
         """Every member's test loss sum, correct count and image count on the device: one fused
-        forward per test batch (each member's channels see the same images), in eval mode."""
-        k = self.k
-        loss = torch.zeros(k, dtype=torch.float64, device=self.device)
-        correct = torch.zeros(k, dtype=torch.float64, device=self.device)
-        count = torch.zeros(k, dtype=torch.float64, device=self.device)
+        forward per test batch (each member's channels see the same images), in eval mode; on CUDA
+        with graphs, a replay per batch (one graph per batch shape)."""
+        sums = self.eval_sums = getattr(self, "eval_sums", None) or [
+            torch.zeros(self.k, dtype=torch.float64, device=self.device) for _ in range(3)]
         with self._on_stream():
+            for t in sums:
+                t.zero_()
             for x, y in test:
-                x = x.repeat(1, k, 1, 1).contiguous(memory_format=self.memory_format)
-                with autocast(x.device, self.amp):
-                    logits = self.net.forward(x, training=False)
-                per_image = F.cross_entropy(widened(logits).flatten(0, 1), y.repeat(k), reduction="none")
-                loss += per_image.view(k, -1).sum(1, dtype=torch.float64)
-                correct += (logits.argmax(-1) == y).sum(1)
-                count += len(y)
-        return [loss, correct, count]
+                if not self.graphed:
+                    self._eval_batch(x, y, sums)
+                    continue
+                self.stream.wait_stream(torch.cuda.current_stream(self.device))
+                graph = (self.eval_graphs or {}).get(x.shape) or self._capture_eval(x, y, sums)
+                if graph is None:
+                    self._eval_batch(x, y, sums)
+                    continue
+                graph[1].copy_(x)
+                graph[2].copy_(y)
+                graph[0].replay()
+        return sums
+
+    def _eval_batch(self, x, y, sums):
+        k = self.k
+        x = x.repeat(1, k, 1, 1).contiguous(memory_format=self.memory_format)
+        with autocast(x.device, self.amp):
+            logits = self.net.forward(x, training=False)
+        per_image = F.cross_entropy(widened(logits).flatten(0, 1), y.repeat(k), reduction="none")
+        sums[0] += per_image.view(k, -1).sum(1, dtype=torch.float64)
+        sums[1] += (logits.argmax(-1) == y).sum(1)
+        sums[2] += len(y)
+
+    def _capture_eval(self, x, y, sums):
+        """The evaluation of one batch shape as a graph; None (eager from then on) if capture fails."""
+        if self.eval_graphs is None:
+            return None
+        try:
+            torch.cuda.synchronize(self.device)
+            static_x, static_y = x.clone(), y.clone()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream):
+                self._eval_batch(static_x, static_y, sums)
+        except RuntimeError as error:
+            torch.cuda.synchronize(self.device)
+            self.eval_graphs = None
+            log.warning("capturing the fused evaluation failed (%s: %s); it runs eagerly",
+                        type(error).__name__, str(error).splitlines()[0][:200])
+            return None
+        self.eval_graphs[x.shape] = graph, static_x, static_y
+        return self.eval_graphs[x.shape]
 
     def start_epoch(self):
         if self.graphed:
