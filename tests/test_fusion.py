@@ -222,3 +222,20 @@ def test_one_set_of_ops_makes_every_members_batches_bitwise_partial_batch_includ
     assert ops.count <= 1.5 * one.count  # three members' augmentation in one set of ops, not three
     other = load_dataset("digits")
     assert not made[0].shares_making_with(Batches(other, 32, True, torch.Generator().manual_seed(0)))
+
+
+def test_identical_computations_train_once_and_both_rows_say_so(data):
+    data = in_float64(data)
+    alone = make_run(data, 0)
+    trained([alone], 1)
+    twins = [make_run(data, 0), make_run(data, 0), make_run(data, 1, ("stage2.block2",))]
+    for n, run in enumerate(twins):
+        run.label = f"trial{n}"
+    stepped = []
+    twins[1].model.register_forward_pre_hook(lambda *args: stepped.append(1))  # its own net never trains
+    trained(twins, 3)
+    assert twins[0].shared_with == ["trial1"] and twins[1].shared_with == ["trial0"] and twins[2].shared_with == []
+    for twin in twins[:2]:
+        assert max(differences(alone, twin)) <= 1e-12 and twin.history[-1]["test_acc"] == alone.history[-1]["test_acc"]
+    assert twins[1].images == twins[0].images == 2 * 70  # counted as trained (energy is split by images)
+    assert stepped == []

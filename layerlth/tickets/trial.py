@@ -169,6 +169,7 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
               name=f"{config.arch} {config.kind} p={config.p} seed={config.seed}",
               reduce=parallel.reduce if parallel else None)
     run.fuse, run.fuse_tag = (not parallel) and fused(device, config.fuse), (config.arch, config.shortcut)
+    run.label = config.hash()  # the trial's, or its dense run's (dense_config)
     dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
     run.energy_terms = (config.country, config.gpu_share, config.emissions, macs)
     keep_energy.run = run
@@ -209,6 +210,8 @@ def engine_used(run):
     if run.fused_group_size > 1:
         used |= {"training_path": "fused_cuda_graph" if run.fused_graphed else "fused_eager",
                  "fused_group_size": run.fused_group_size, "ghost_blocks": run.ghost_blocks}
+    if run.shared_with:  # identical training done once for these runs and this one
+        used["training_shared_with"] = run.shared_with
     return used
 
 

@@ -53,6 +53,7 @@ class FusedGroup:
         self.warmup_left, self.graphs, self.fallback = WARMUP_STEPS, {}, None
         self.eval_graphs = {}  # evaluation graphs by batch shape; None after a failed capture
         self.last_lrs, self.in_epoch = None, False
+        self.members, self.followers = list(self.runs), []  # followers: (run, its leader), no slot
 
     @property
     def ghosts(self):

@@ -10,6 +10,12 @@ in the same order keep their group and its captured graphs.
 
 A run at an epoch's start waits while another run of its key is in the middle of an epoch, so
 that it joins at the next boundary (a slot idle for at most an epoch); a lone run trains alone.
+
+Runs that would compute the same thing (the same seed and so data order, weights, momentum, recipe
+and epochs: say two criteria that removed the same blocks of one initialisation) train once: one
+leads, in the group; each other follows it, taking a copy of its weights, momentum and sums at
+every epoch's end, and closes the epoch with its own callbacks and checkpoints. Both rows say so
+(`training_shared_with`).
 """
 
 import time
@@ -44,7 +50,7 @@ class Fusion:
         handled = set()
         for group in [g for g in self.groups if g.in_epoch]:
             if self._step(group):
-                handled.update(map(id, group.runs))
+                handled.update(map(id, group.members))
         keys = {id(run): fusion_key(run) for run in runs}
         busy = {keys[id(r)] for r in runs if keys[id(r)] is not None and not r.at_epoch_start and not r.done}
         ready = {}
@@ -58,26 +64,38 @@ class Fusion:
                 group = self._form(members)
                 if self._step(group):
                     handled.update(map(id, members))
-        self.groups = [g for g in self.groups if all(any(r is m for m in runs) for r in g.runs)]
+        self.groups = [g for g in self.groups if all(any(r is m for m in runs) for r in g.members)]
         return handled
 
     def _form(self, members):
-        """The group of `members`: the same members' group reloaded, or a new one."""
-        group = next((g for g in self.groups if len(g.runs) == len(members)
-                      and all(a is b for a, b in zip(g.runs, members))), None)
+        """The group of `members`: the same leaders' group reloaded, or a new one; followers of a
+        leader join it without a slot."""
+        leaders, followers = [], []
+        for run in members:
+            leader = next((lead for lead in leaders if same_computation(lead, run)), None)
+            (followers.append((run, leader)) if leader else leaders.append(run))
+        group = next((g for g in self.groups if len(g.runs) == len(leaders)
+                      and all(a is b for a, b in zip(g.runs, leaders))), None)
         if group is None:
-            group = FusedGroup(members, graphed=members[0].graphed)
-            self.groups = [g for g in self.groups if not any(r is m for r in g.runs for m in members)]
+            group = FusedGroup(leaders, graphed=leaders[0].graphed)
+            self.groups = [g for g in self.groups if not any(r is m for r in g.members for m in members)]
             self.groups.append(group)
         else:
             group.reload()
-        for i, run in enumerate(members):
-            run.fused_group_size = max(run.fused_group_size, len(members))
+        group.members, group.followers = list(members), followers
+        for i, run in enumerate(leaders):
             run.ghost_blocks, run.fused_graphed = group.ghosts[i], group.graphed
+        for run, leader in followers:
+            run.ghost_blocks, run.fused_graphed = leader.ghost_blocks, leader.fused_graphed
+            run.batches = iter(())  # it takes no step of its own
+            for one, other in ((run, leader), (leader, run)):
+                one.shared_with = sorted({*one.shared_with, other.label})
+        for run in members:
+            run.fused_group_size = max(run.fused_group_size, len(members))
             run.started = time.perf_counter()  # its epoch's time starts with the group's
         group.start_epoch()
         group.in_epoch = True
-        group.plans = self._plans(members)
+        group.plans = self._plans(leaders)
         return group
 
     @staticmethod
@@ -109,6 +127,8 @@ class Fusion:
             if not all(ended):
                 raise RuntimeError("fused members ran out of batches at different steps")
             group.finish_epoch()
+            for run, leader in group.followers:
+                mirror(run, leader)
             group.in_epoch = False
             return False
         xs, y = batches
@@ -120,4 +140,41 @@ class Fusion:
         group.step(xs, y)
         for i, run in enumerate(group.runs):
             run.count((None, y[i]))
+        for run, leader in group.followers:
+            run.next_lr()
+            run.count((None, y[group.runs.index(leader)]))
+            run.own_peak_bytes = run.own_peak_bytes or leader.own_peak_bytes
         return True
+
+
+def same_computation(a, b):
+    """Whether runs `a` and `b` (of one fusion key) would train exactly alike from here: the same
+    seed, epochs, step and recipe, the same images and batches, and equal weights, buffers and
+    momentum."""
+    if (a.seed, a.epoch, a.last, a.step_index, a.recipe) != (b.seed, b.epoch, b.last, b.step_index, b.recipe):
+        return False
+    same_data = (a.data is b.data or (hasattr(a.epoch_batches, "shares_making_with")
+                                      and a.epoch_batches.shares_making_with(b.epoch_batches)
+                                      and a.test.shares_making_with(b.test)))
+    mine, theirs = a.model.state_dict(), b.model.state_dict()
+    if not same_data or mine.keys() != theirs.keys() or any(
+            mine[k].shape != theirs[k].shape or not torch.equal(mine[k], theirs[k]) for k in mine):
+        return False
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        m, n = (run.optimizer.state.get(t, {}).get("momentum_buffer") for run, t in ((a, p), (b, q)))
+        if (m is None) != (n is None) or (m is not None and not torch.equal(m, n)):
+            return False
+    return True
+
+
+@torch.no_grad()
+def mirror(follower, leader):
+    """The leader's epoch into its follower: weights, buffers, momentum and the epoch's sums."""
+    own = follower.model.state_dict()
+    for name, tensor in leader.model.state_dict().items():
+        own[name].copy_(tensor)
+    for p, q in zip(follower.model.parameters(), leader.model.parameters()):
+        buffer = leader.optimizer.state.get(q, {}).get("momentum_buffer")
+        if buffer is not None:
+            follower.optimizer.state[p]["momentum_buffer"] = buffer.clone()
+    follower.fused_epoch = dict(leader.fused_epoch)

@@ -96,6 +96,9 @@ class Run:
         self.fuse, self.fuse_tag = False, None
         self.fused_group_size, self.ghost_blocks, self.fused_graphed = 1, 0, False
         self.fused_epoch = None  # a fused group's sums for the epoch it trained (`FusedGroup.finish_epoch`)
+        # `label` names the run to others (the trial's hash); `shared_with`: the runs whose identical
+        # training a fused group did once for all (`fusion.same_computation`)
+        self.label, self.shared_with = name, []
 
     @property
     def graphed(self):
