@@ -239,3 +239,17 @@ def test_identical_computations_train_once_and_both_rows_say_so(data):
         assert max(differences(alone, twin)) <= 1e-12 and twin.history[-1]["test_acc"] == alone.history[-1]["test_acc"]
     assert twins[1].images == twins[0].images == 2 * 70  # counted as trained (energy is split by images)
     assert stepped == []
+
+
+def test_an_error_in_the_fused_step_fails_its_members_not_the_pack(data, monkeypatch):
+    runs = [make_run(data, seed, dtype=torch.float32) for seed in range(2)]
+    other = make_run(data, 2, dtype=torch.float32)
+    other.fuse = False  # trains alone beside the group
+
+    def broken(self, xs, y):
+        raise RuntimeError("CUDA out of memory (pretend)")
+
+    monkeypatch.setattr(FusedGroup, "step", broken)
+    finished = trained([*runs, other], 3)
+    assert [type(finished[n].error) for n in range(2)] == [RuntimeError, RuntimeError]
+    assert "out of memory" in str(finished[0].error) and finished[2].error is None and len(finished[2].result) == 2

@@ -49,7 +49,7 @@ class Fusion:
         stepped in a group, or waiting for one. The others the pack steps on their own."""
         handled = set()
         for group in [g for g in self.groups if g.in_epoch]:
-            if self._step(group):
+            if self._guarded_step(group):
                 handled.update(map(id, group.members))
         keys = {id(run): fusion_key(run) for run in runs}
         busy = {keys[id(r)] for r in runs if keys[id(r)] is not None and not r.at_epoch_start and not r.done}
@@ -61,8 +61,8 @@ class Fusion:
             if key in busy:
                 handled.update(map(id, members))  # they join at the next epoch boundary
             elif len(members) > 1:
-                group = self._form(members)
-                if self._step(group):
+                group = self._guarded_form(members)
+                if group is not None and self._guarded_step(group):
                     handled.update(map(id, members))
         self.groups = [g for g in self.groups if all(any(r is m for m in runs) for r in g.members)]
         return handled
@@ -110,6 +110,28 @@ class Fusion:
         for run in members:
             run.batches = iter(())
         return plans
+
+    def _guarded_form(self, members):
+        try:
+            return self._form(members)
+        except Exception as error:  # noqa: BLE001 - the members' failure, not the pack's
+            self._fail(members, error)
+            return None
+
+    def _guarded_step(self, group):
+        """`_step`; an error in the fused step (say, out of memory) is every member's: each fails
+        with it at its next step, as it would alone, and the group is dropped."""
+        try:
+            return self._step(group)
+        except Exception as error:  # noqa: BLE001
+            self._fail(group.members, error)
+            self.groups = [g for g in self.groups if g is not group]
+            return False
+
+    @staticmethod
+    def _fail(members, error):
+        for run in members:
+            run.fused_error = error
 
     @staticmethod
     def _step(group):

@@ -96,6 +96,7 @@ class Run:
         self.fuse, self.fuse_tag = False, None
         self.fused_group_size, self.ghost_blocks, self.fused_graphed = 1, 0, False
         self.fused_epoch = None  # a fused group's sums for the epoch it trained (`FusedGroup.finish_epoch`)
+        self.fused_error = None  # an error of its fused group's step: raised at its next step
         # `label` names the run to others (the trial's hash); `shared_with`: the runs whose identical
         # training a fused group did once for all (`fusion.same_computation`)
         self.label, self.shared_with = name, []
@@ -134,6 +135,9 @@ class Run:
         """One training batch, or at the epoch's end its evaluation and callbacks; False once over."""
         if self.done:
             return False
+        if self.fused_error is not None:
+            error, self.fused_error, self.done = self.fused_error, None, True
+            raise error
         batch = self.take_batch()
         if batch is not None:
             if self.recipe.per_step:
