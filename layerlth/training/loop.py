@@ -35,15 +35,21 @@ class EpochState:
 
 @torch.no_grad()
 def evaluate(model, batches, amp=False, reduce=None):
-    """(mean loss, accuracy) over `batches`; `reduce` adds the sums of other ranks' batches in."""
+    """(mean loss, accuracy) over `batches`; `reduce` adds the sums of other ranks' batches in.
+    The sums stay on the device (float64: each batch's float32 sum is added exactly as a Python
+    float would be) and are read once, not once per batch."""
     model.eval()
-    loss = correct = count = 0
+    loss = correct = None
+    count = 0
     for inputs, labels in batches:
         with autocast(inputs.device, amp):
             logits = model(inputs)
-        loss += float(F.cross_entropy(widened(logits), labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
+        batch_loss = F.cross_entropy(widened(logits), labels, reduction="sum").double()
+        batch_correct = (logits.argmax(1) == labels).sum()
+        loss = batch_loss if loss is None else loss + batch_loss
+        correct = batch_correct if correct is None else correct + batch_correct
         count += len(labels)
+    loss, correct = (float(loss), int(correct)) if count else (0.0, 0)
     if reduce is not None:
         loss, correct, count = reduce([loss, correct, count])
     return loss / count, correct / count
