@@ -115,7 +115,8 @@ class FusedGroup:
 
     @torch.no_grad()
     def write_back(self):
-        """Each member's weights, BN statistics, momentum and epoch sums into its own run."""
+        """Each member's weights, BN statistics and momentum into its own net and optimizer, in
+        place (a graph the member captured alone keeps pointing at them)."""
         self.sync()
         for i, run in enumerate(self.runs):
             own_state = run.model.state_dict()  # tensors sharing the model's storage
@@ -124,8 +125,7 @@ class FusedGroup:
             for name, buffer in self.momentum_buffers.items():
                 own = self.net.member_names[name][i]
                 if own is not None:
-                    state = run.optimizer.state[run.model.get_parameter(own)]
-                    state["momentum_buffer"] = self.net.member_view(name, buffer, i).clone()
+                    set_momentum(run.optimizer, run.model.get_parameter(own), self.net.member_view(name, buffer, i))
 
     def finish_epoch(self):
         """The epoch's end: each member written back, evaluated (all at once when their test images
@@ -297,3 +297,13 @@ class FusedGroup:
     def sync(self):
         if self.stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(self.stream)
+
+
+def set_momentum(optimizer, param, value):
+    """`param`'s momentum buffer in `optimizer` set to `value`: copied into the buffer it has (a
+    captured step reads that tensor), or a copy where it has none yet."""
+    state = optimizer.state[param]
+    if state.get("momentum_buffer") is not None:
+        state["momentum_buffer"].copy_(value)
+    else:
+        state["momentum_buffer"] = value.clone()

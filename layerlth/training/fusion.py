@@ -23,7 +23,7 @@ import time
 import torch
 
 from layerlth.data.batches import batched
-from layerlth.training.fused_group import FusedGroup
+from layerlth.training.fused_group import FusedGroup, set_momentum
 from layerlth.training.fused_net import fusable
 
 
@@ -198,5 +198,5 @@ def mirror(follower, leader):
     for p, q in zip(follower.model.parameters(), leader.model.parameters()):
         buffer = leader.optimizer.state.get(q, {}).get("momentum_buffer")
         if buffer is not None:
-            follower.optimizer.state[p]["momentum_buffer"] = buffer.clone()
+            set_momentum(follower.optimizer, p, buffer)
     follower.fused_epoch = dict(leader.fused_epoch)
