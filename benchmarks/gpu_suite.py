@@ -6,7 +6,8 @@
   python benchmarks/gpu_suite.py OUT_DIR --dry                               # its plumbing on a CPU, in seconds
 
 Stages, in this order:
-  tests       `python -m pytest -m cuda tests/test_cuda.py tests/test_cuda_graphs.py` in a subprocess (LAYERLTH_TEST_DATA = --data),
+  tests       `python -m pytest -m cuda tests/test_cuda.py tests/test_cuda_graphs.py tests/test_cuda_fusion.py` in a
+              subprocess (LAYERLTH_TEST_DATA = --data),
               then one short run_trial per kind (dense, at_init, after_training, filter) eager on CUDA, and
               one as CUDA's default trains it (graphed), emissions off (suite_stages.py)
   throughput  throughput.py: the plain DataLoader loop (2 workers) vs layerlth's eager step in fp32, on its

@@ -95,7 +95,7 @@ def run_pytest(suite, timeout):
     if suite.args.dry:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the plumbing check: the CUDA tests skip, as on a CPU, on any machine
     command = [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-rfEs", "-p", "no:cacheprovider",
-               "tests/test_cuda.py", "tests/test_cuda_graphs.py"]
+               "tests/test_cuda.py", "tests/test_cuda_graphs.py", "tests/test_cuda_fusion.py"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     timed_out = False
