@@ -253,3 +253,18 @@ def test_an_error_in_the_fused_step_fails_its_members_not_the_pack(data, monkeyp
     finished = trained([*runs, other], 3)
     assert [type(finished[n].error) for n in range(2)] == [RuntimeError, RuntimeError]
     assert "out of memory" in str(finished[0].error) and finished[2].error is None and len(finished[2].result) == 2
+
+
+def test_a_filter_ticket_keeps_its_own_step_beside_a_fused_group(cifar_fixture, tmp_path):
+    from layerlth import TrialConfig
+    from layerlth.tickets.trial import trial_work
+
+    common = dict(dataset=cifar_fixture, train_subset=70, recipe="paper", epochs=1, batch_size=32, score_batches=1,
+                  score_batch_size=32, emissions=False, device="cpu", arch="resnet20", fuse=True,
+                  dense_dir=str(tmp_path))
+    configs = [TrialConfig(**common, kind="dense", seed=0), TrialConfig(**common, kind="dense", seed=1),
+               TrialConfig(**common, kind="filter", criterion="snip", p=2)]
+    finished = {f.key: f for f in Pack(3).run(Works([(n, trial_work(c)) for n, c in enumerate(configs)]))}
+    rows = [finished[n].result for n in range(3)]
+    assert [r["training_path"] for r in rows] == ["fused_eager", "fused_eager", "eager"]
+    assert rows[0]["fused_group_size"] == rows[1]["fused_group_size"] == 2 and "fused_group_size" not in rows[2]

@@ -18,14 +18,18 @@ import re
 import torch
 import torch.nn.functional as F
 
-from layerlth.models.cifar_resnet import BasicBlock, CifarResNet, PadShortcut
+from layerlth.models.cifar_resnet import WIDTHS, BasicBlock, CifarResNet, PadShortcut
 
 _BLOCK = re.compile(r"stage(\d)\.block(\d+)$")
 
 
 def fusable(model):
-    """Whether `model` can join a fused net: a CIFAR ResNet of basic blocks (tickets included)."""
-    return type(model) is CifarResNet and all(isinstance(b, BasicBlock) for _, b in blocks_of(model))
+    """Whether `model` can join a fused net: a CIFAR ResNet of basic blocks at their full widths
+    (layer tickets included; a filter ticket's narrower convolutions are not)."""
+    if type(model) is not CifarResNet or model.conv1.out_channels != WIDTHS[0]:
+        return False
+    return all(isinstance(b, BasicBlock) and b.conv1.out_channels == b.conv2.out_channels == WIDTHS[int(name[5]) - 1]
+               for name, b in blocks_of(model))
 
 
 def blocks_of(model):
