@@ -81,33 +81,27 @@ def test_fused_members_compute_what_each_computes_alone_in_float64(data):
     assert [a.fused_group_size for a in alone] == [1] * 4
 
 
+def in_two_halves(data, members, first, then):
+    """Each member's first epoch in a pack of `first` slots, then its second resumed from what its
+    checkpoint holds (weights, buffers, optimizer) in a pack of `then`: the resumed runs."""
+    halves = [make_run(data, *m, stop=1) for m in members]
+    trained(halves, first)
+    resumed = []
+    for (seed, removed, start, lr), run in zip(members, halves):
+        again = make_run(data, seed, removed, start + 1, lr, epochs=1)  # the same 2-epoch schedule
+        again.model.load_state_dict(run.model.state_dict())
+        again.optimizer.load_state_dict(run.optimizer.state_dict())
+        resumed.append(again)
+    trained(resumed, then)
+    return resumed
+
+
 def test_a_checkpoint_moves_between_fused_and_solo_training(data):
     data = in_float64(data)
     members = MEMBERS[:2]
     uninterrupted = [make_run(data, *m) for m in members]
     trained(uninterrupted, 2)
-    # one epoch fused, then each resumes alone from what its checkpoint holds
-    first = [make_run(data, *m, stop=1) for m in members]
-    trained(first, 2)
-    resumed = []
-    for (seed, removed, start, lr), run in zip(members, first):
-        again = make_run(data, seed, removed, start + 1, lr, epochs=1)
-        again.recipe = run.recipe  # the 2-epoch schedule, from its second epoch
-        again.model.load_state_dict(run.model.state_dict())
-        again.optimizer.load_state_dict(run.optimizer.state_dict())
-        resumed.append(again)
-    trained(resumed, 1)
-    # one epoch alone, then resumed fused
-    solo = [make_run(data, *m, stop=1) for m in members]
-    trained(solo, 1)
-    refused = []
-    for (seed, removed, start, lr), run in zip(members, solo):
-        again = make_run(data, seed, removed, start + 1, lr, epochs=1)
-        again.recipe = run.recipe  # the 2-epoch schedule, from its second epoch
-        again.model.load_state_dict(run.model.state_dict())
-        again.optimizer.load_state_dict(run.optimizer.state_dict())
-        refused.append(again)
-    trained(refused, 2)
+    resumed, refused = in_two_halves(data, members, 2, 1), in_two_halves(data, members, 1, 2)  # fused first; alone
     assert [r.fused_group_size for r in refused] == [2, 2] and [r.fused_group_size for r in resumed] == [1, 1]
     for whole, a, b in zip(uninterrupted, resumed, refused):
         assert max(differences(whole, a)) <= 1e-12 and max(differences(whole, b)) <= 1e-12
