@@ -49,10 +49,10 @@ def test_shipped_measurements_name_their_source():
 
 
 @pytest.mark.parametrize("arch", ["resnet20", "resnet56"])
-def test_trial_cost_is_six_flops_per_mac_and_image(arch):
+def test_trial_cost_is_six_flops_per_mac_and_trained_image_and_two_per_evaluated_one(arch):
     config = TrialConfig(kind="dense", arch=arch, dataset="digits", recipe="he2016", epochs=3)
     macs, flops = estimate.trial_cost(config)
-    assert flops == 6 * macs * 1437 * 3
+    assert flops == 6 * macs * 1437 * 3 + 2 * macs * 360 * 3
 
 
 def test_measured_packing_divides_each_trials_hours_by_its_speedup(tmp_path):

@@ -45,9 +45,12 @@ def test_the_fast_grid_holds_the_same_trials_with_ffcvs_recipe(folder, monkeypat
     classic, fast = (expand(load_grid(name)) for name in ("imagenet", "imagenet_fast"))
     assert [(c.kind, c.criterion, c.p, c.seed) for _, c in fast] == [(c.kind, c.criterion, c.p, c.seed) for _, c in classic]
     assert {(c.recipe, c.image_size) for _, c in fast} == {("imagenet_fast", 256)}
-    from layerlth.sweep.estimate import trial_cost
+    from layerlth.sweep.estimate import trial_macs_and_images
 
-    # priced by pixels trained: 12 epochs at 160 px and 4 at 192 px against 90 at 224 px
+    # priced by pixels trained: 12 epochs at 160 px and 4 at 192 px of the 256 px trial against 90 at
+    # 224 px; each epoch's 20 validation images count a third of a trained image each
     dense_classic, dense_fast = (next(c for _, c in trials if c.kind == "dense") for trials in (classic, fast))
-    ratio = trial_cost(dense_classic)[1] / trial_cost(dense_fast)[1]
-    assert ratio == pytest.approx(90 * 224**2 / (12 * 160**2 + 4 * 192**2), rel=0.02)
+    (macs_224, classic_images), (macs_256, fast_images) = map(trial_macs_and_images, (dense_classic, dense_fast))
+    assert classic_images == 60 * 90 + 20 * 90 / 3
+    assert fast_images == round(60 * (12 * (160 / 256) ** 2 + 4 * (192 / 256) ** 2) + 20 * 16 / 3)
+    assert macs_256 / macs_224 == pytest.approx((256 / 224) ** 2, rel=0.01)  # convolutions follow pixels

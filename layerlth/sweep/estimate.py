@@ -20,11 +20,14 @@ from layerlth.measure.costs import count_macs
 from layerlth.models import build_for_images, build_model, removable_blocks, remove_blocks
 from layerlth.tickets.procedures import removal_rule
 
-# training images and image shape of the built-in datasets
+# training images and image shape of the built-in datasets, and their test images
 SHAPES = {"cifar10": (50000, (3, 32, 32)), "cifar100": (50000, (3, 32, 32)), "digits": (1437, (1, 8, 8)),
           "synthetic": (512, (3, 32, 32))}
-# a training step is ~3 passes (forward, two backward) of 2 FLOPs per MAC
+TEST_IMAGES = {"cifar10": 10000, "cifar100": 10000, "digits": 360, "synthetic": 128}
+# a training step is ~3 passes (forward, two backward) of 2 FLOPs per MAC; evaluating an image is
+# one of them, so each epoch's test images count as a third of a trained image each
 FLOPS_PER_MAC_TRAINED = 6
+EVALUATED_PER_TRAINED = 1 / 3
 
 
 def dataset_shape(name, image_size=None):
@@ -40,15 +43,28 @@ def dataset_shape(name, image_size=None):
         return len(arrays["train_y"]), tuple(arrays["train_x"].shape[1:])
 
 
+def test_images(name):
+    """How many images a trial evaluates after each epoch."""
+    if name in TEST_IMAGES:
+        return TEST_IMAGES[name]
+    if is_stream(name):
+        from layerlth.data.streams import open_source
+
+        return len(open_source(name).items["val"])
+    with np.load(Path(name), mmap_mode="r") as arrays:
+        return len(arrays["test_y"])
+
+
 def trial_cost(config):
-    """(ticket MACs per image, training FLOPs). Blocks of one net cost about the same, so the
+    """(ticket MACs per image, training and evaluation FLOPs). Blocks of one net cost about the same, so the
     ticket's MACs are estimated by removing the first p removable blocks."""
     macs, images = trial_macs_and_images(config)
     return macs, FLOPS_PER_MAC_TRAINED * macs * images
 
 
 def trial_macs_and_images(config):
-    """(ticket MACs per image, images the trial trains on: set size x epochs)."""
+    """(ticket MACs per image, images the trial trains on: set size x epochs, plus each epoch's
+    evaluation as a third of a trained image per test image)."""
     images, shape = dataset_shape(config.dataset, config.image_size)
     if config.train_subset:
         images = min(images, config.train_subset)
@@ -59,7 +75,8 @@ def trial_macs_and_images(config):
     # a progressively resized epoch (smaller crops) counts as (crop / size)^2 of one: MACs follow pixels
     size = shape[-1]
     epochs = sum((recipe.train_size(e, size) / size) ** 2 for e in range(first, recipe.epochs))
-    return macs, round(images * epochs)
+    evaluated = test_images(config.dataset) * (recipe.epochs - first) * EVALUATED_PER_TRAINED
+    return macs, round(images * epochs + evaluated)
 
 
 @functools.lru_cache(maxsize=None)
@@ -156,7 +173,7 @@ def dry_run_table(entries, tflops, kinds=None, path=MEASURED):
                      f"{config.p:>3}{rewind!s:>7}{config.seed:>5}{training_recipe(config).epochs:>7}"
                      f"{macs / 1e6:>8.1f}M{FLOPS_PER_MAC_TRAINED * macs * images / 1e15:>9.2f}")
     total = sum(FLOPS_PER_MAC_TRAINED * macs * images for _, macs, images in costs)
-    lines.append(f"{len(entries)} trials, {total / 1e15:.1f} PFLOP of training, one trial at a time per device:")
+    lines.append(f"{len(entries)} trials, {total / 1e15:.1f} PFLOP of training and evaluation, one trial at a time per device:")
     measured = measured_throughput(path)
     archs = {arch for arch, _, _ in costs}
     for kind in kinds or measured:
