@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.optim.optimizer import register_optimizer_step_post_hook
 from test_streams import write_folder
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from layerlth.data import stream_data, streams
 from layerlth.data.stream_loader import StreamImages
