@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from layerlth.training.fused_net import FusedNet
-from layerlth.training.steps import WARMUP_STEPS, autocast, widened
+from layerlth.training.steps import WARMUP_STEPS, autocast, capture_failure, widened
 
 log = logging.getLogger("layerlth")
 
@@ -191,8 +191,7 @@ class FusedGroup:
         except RuntimeError as error:
             torch.cuda.synchronize(self.device)
             self.eval_graphs = None
-            log.warning("capturing the fused evaluation failed (%s: %s); it runs eagerly",
-                        type(error).__name__, str(error).splitlines()[0][:200])
+            log.warning("%s; the fused evaluation runs eagerly", capture_failure(error))
             return None
         self.eval_graphs[x.shape] = graph, static_x, static_y
         return self.eval_graphs[x.shape]
@@ -286,7 +285,7 @@ class FusedGroup:
     def _give_up(self, error):
         torch.cuda.synchronize(self.device)
         self.graphs, self.graphed = {}, False
-        self.fallback = f"CUDA graph capture failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        self.fallback = capture_failure(error)
         log.warning("%s; this fused group goes on with eager steps", self.fallback)
 
     def _on_stream(self):

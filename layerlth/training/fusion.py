@@ -149,6 +149,8 @@ class Fusion:
             if not all(ended):
                 raise RuntimeError("fused members ran out of batches at different steps")
             group.finish_epoch()
+            for run in group.members:  # a capture that failed this epoch: it trained eagerly
+                run.fused_graphed = run.fused_graphed and group.graphed
             for run, leader in group.followers:
                 mirror(run, leader)
             group.in_epoch = False

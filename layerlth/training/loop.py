@@ -39,17 +39,15 @@ def evaluate(model, batches, amp=False, reduce=None):
     The sums stay on the device (float64: each batch's float32 sum is added exactly as a Python
     float would be) and are read once, not once per batch."""
     model.eval()
-    loss = correct = None
-    count = 0
+    # 0-dim CPU tensors: added to a batch's sums they move to its device
+    loss, correct, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long), 0
     for inputs, labels in batches:
         with autocast(inputs.device, amp):
             logits = model(inputs)
-        batch_loss = F.cross_entropy(widened(logits), labels, reduction="sum").double()
-        batch_correct = (logits.argmax(1) == labels).sum()
-        loss = batch_loss if loss is None else loss + batch_loss
-        correct = batch_correct if correct is None else correct + batch_correct
+        loss = loss + F.cross_entropy(widened(logits), labels, reduction="sum").double()
+        correct = correct + (logits.argmax(1) == labels).sum()
         count += len(labels)
-    loss, correct = (float(loss), int(correct)) if count else (0.0, 0)
+    loss, correct = float(loss), int(correct)
     if reduce is not None:
         loss, correct, count = reduce([loss, correct, count])
     return loss / count, correct / count

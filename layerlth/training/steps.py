@@ -41,6 +41,11 @@ def widened(logits):
     return logits if logits.dtype == torch.float64 else logits.float()
 
 
+def capture_failure(error):
+    """Why a capture failed, in one line: a row's `graph_fallback` and the warning's text."""
+    return f"CUDA graph capture failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+
+
 def set_lr(optimizer, lr):
     """Every group's learning rate; a tensor lr (a captured step reads it) is filled in place."""
     for group in optimizer.param_groups:
@@ -173,7 +178,7 @@ class GraphedStep:
         """Eager steps from now on: the capture left nothing behind but fresh gradients to make."""
         torch.cuda.synchronize(self.device)
         self.graph, self.graphed = None, False
-        self.fallback = f"CUDA graph capture failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        self.fallback = capture_failure(error)
         log.warning("%s; this run goes on with eager steps", self.fallback)
 
     def sync(self):
