@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Trials per hour when k trials train as one pack (`layerlth.training.pack`: one process, one device).
+"""Trials per hour when k trials train as one pack (`layerlth.training.packs.pack`: one process, one device).
 
   python benchmarks/packs.py --quick     # resnet32, k = 1, 2, 4
   python benchmarks/packs.py             # resnet32, k = 1, 2, 4, 8, 16
@@ -26,8 +26,9 @@ import torch
 from layerlth import build_for_images
 from layerlth.foundations.recipes import get_recipe
 from layerlth.training import fastpath
+from layerlth.training.boundary import RunTerms
 from layerlth.training.loop import Run
-from layerlth.training.pack import Pack
+from layerlth.training.packs.pack import Pack
 
 BATCH = 128
 HEADERS = ["arch", "k", "aggregate img/s", "img/s per member", "vs one per GPU", "trials/hour", "peak memory MiB"]
@@ -35,32 +36,42 @@ HEADERS = ["arch", "k", "aggregate img/s", "img/s per member", "vs one per GPU",
 
 def member(model, data, recipe, seed, fast, rates, fuse=False, arch=None):
     """A pack member: a run whose later epochs' images/s land in `rates`; `fuse`: it may train fused
-    with the other members (`layerlth.training.fusion`)."""
+    with the other members (`layerlth.training.packs.fusion`)."""
     def keep(state):
         if state.metrics and state.epoch > 1:
             rates.setdefault(state.epoch, []).append(state.metrics["images_per_second"])
 
     run = Run(copy.deepcopy(model), data, recipe, seed=seed, callbacks=[keep], amp=fast.amp,
-              channels_last=fast.channels_last, graph=fast.graphed, name=f"member {seed}")
-    run.fuse, run.fuse_tag = fuse, arch
+              channels_last=fast.channels_last, graph=fast.graphed, name=f"member {seed}",
+              terms=RunTerms(label=f"member {seed}", fuse=fuse, fuse_tag=arch))
     yield run
-    return run.history
+    return training_path(run)
+
+
+def training_path(run):
+    """How a member really trained: fused or not, graphed or fallen back to eager."""
+    if run.report.fused_group_size > 1:
+        return "fused_cuda_graph" if run.report.fused_graphed else "fused_eager"
+    return "cuda_graph" if run.graphed else "eager"
 
 
 def pack_rate(model, data, k, epochs, fast, fuse=False, batch=None):
-    """(aggregate images/s, peak memory bytes or None) of k members trained together (fused: as
-    one step)."""
+    """(aggregate images/s, peak memory bytes or None, the members' training paths) of k members
+    trained together (fused: as one step). Each member's epoch time leaves its evaluation out,
+    fused or not, so the two are compared on training alone."""
     recipe = get_recipe("paper").scaled(epochs=epochs, batch_size=batch or BATCH)
     rates = {}
     cuda = data.train_x.is_cuda
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     works = [(seed, member(model, data, recipe, seed, fast, rates, fuse, type(model).__name__)) for seed in range(k)]
+    paths = []
     for finished in Pack(k).run(works):
         if finished.error is not None:
             raise finished.error
+        paths.append(finished.result)
     aggregate = statistics.median(sum(per_epoch) for per_epoch in rates.values() if len(per_epoch) == k)
-    return aggregate, torch.cuda.max_memory_allocated() if cuda else None
+    return aggregate, torch.cuda.max_memory_allocated() if cuda else None, sorted(set(paths))
 
 
 def measure(arch, data, ks, epochs, device, images_per_trial, fuse=False):
@@ -71,12 +82,12 @@ def measure(arch, data, ks, epochs, device, images_per_trial, fuse=False):
     data = data.to(device)
     one = None
     for k in ks:
-        aggregate, peak = pack_rate(model, data, k, epochs, fast, fuse)
+        aggregate, peak, paths = pack_rate(model, data, k, epochs, fast, fuse)
         one = one or aggregate
         trials_per_hour = aggregate * 3600 / images_per_trial
         yield {"k": k, "aggregate_images_per_second": aggregate, "vs_one": aggregate / one,
                "trials_per_hour": trials_per_hour, "peak_memory_bytes": peak,
-               "path": ("fused_" if fuse and k > 1 else "") + fast.path,
+               "path": "+".join(paths),
                "row": [arch, k, f"{aggregate:.0f}", f"{aggregate / k:.0f}", f"{aggregate / one:.2f}",
                        f"{trials_per_hour:.2f}", f"{peak / 2**20:.0f}" if peak else ""]}
 
@@ -88,7 +99,7 @@ def main(argv=None):
     p.add_argument("--arch", default="resnet32")
     p.add_argument("--ks", type=int, nargs="+", help="pack sizes (default 1 2 4 quick; 1 2 4 8 16 full)")
     p.add_argument("--epochs", type=int, help="epochs per pack, the first a warm-up (default 3 quick, 4 full)")
-    p.add_argument("--fuse", action="store_true", help="members train as one fused step (layerlth.training.fusion)")
+    p.add_argument("--fuse", action="store_true", help="members train as one fused step (layerlth.training.packs.fusion)")
     args = p.parse_args(argv)
     ks = args.ks or ([1, 2, 4] if args.quick else [1, 2, 4, 8, 16])
     epochs = common.positive("--epochs", args.epochs or (3 if args.quick else 4))

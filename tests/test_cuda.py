@@ -18,7 +18,7 @@ from layerlth.criteria import CRITERIA
 from layerlth.data import Batches, load_dataset
 from layerlth.data.batches import random_crop, random_flip
 from layerlth.foundations.recipes import get_recipe
-from layerlth.tickets.similarity import representation_cka
+from layerlth.measure.similarity import representation_cka
 from layerlth.training.checkpoints import checkpoint_state, load_state
 from layerlth.training.fastpath import choose
 from layerlth.training.loop import autocast, evaluate, train

@@ -10,6 +10,7 @@ from layerlth import build_for_images
 from layerlth.data import load_dataset
 from layerlth.foundations.recipes import get_recipe
 from layerlth.models.surgery import remove_blocks
+from layerlth.training.boundary import RunTerms
 from layerlth.training.loop import Run
 
 pytestmark = [
@@ -29,22 +30,23 @@ def run(data, seed, removed=(), graph=True, fuse=True, dtype=torch.float32):
     model = build_for_images("resnet20", 10, (3, 32, 32))
     model = (remove_blocks(model, list(removed)) if removed else model).to(CUDA, dtype)
     recipe = get_recipe("paper").scaled(epochs=2, batch_size=64)
-    r = Run(model, data, recipe, seed=seed, graph=graph, amp=False, channels_last=True)
-    r.fuse, r.fuse_tag = fuse, "resnet20"
-    return r
+    return Run(model, data, recipe, seed=seed, graph=graph, amp=False, channels_last=True,
+               terms=RunTerms(label=f"seed{seed}", fuse=fuse, fuse_tag="resnet20"))
 
 
-def test_a_graphed_fused_pack_computes_what_graphed_members_compute_alone_in_float64(cifar):
+def test_a_graphed_fused_pack_computes_what_its_members_compute_alone_in_float64(cifar):
+    """Against the members alone with the same lr arithmetic: eager, float64 lrs (a graphed member's
+    fused SGD would read an fp32 lr tensor, and the bound would measure that instead)."""
     data = cifar.subset()
     data.__dict__["channel_stats"] = tuple(t.double() for t in cifar.channel_stats)
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
         members = [(0, ()), (1, ("stage1.block2",)), (2, ("stage2.block2", "stage3.block3"))]
-        alone = [run(data, s, r, fuse=False, dtype=torch.float64) for s, r in members]
+        alone = [run(data, s, r, graph=False, fuse=False, dtype=torch.float64) for s, r in members]
         fused = [run(data, s, r, dtype=torch.float64) for s, r in members]
         trained(alone, 3)
         trained(fused, 3)
     for a, f in zip(alone, fused):
-        assert f.fused_group_size == 3 and f.fused_graphed
+        assert f.report.fused_group_size == 3 and f.report.fused_graphed
         assert max(differences(a, f)) <= 1e-9  # cuDNN's double kernels; the captured SGD multiplies by the lr
         assert [h["test_acc"] for h in a.history] == [h["test_acc"] for h in f.history]
 

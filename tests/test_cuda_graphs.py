@@ -18,7 +18,7 @@ from layerlth.tickets.trial import trial_work
 from layerlth.training.checkpoints import checkpoint_state, load_state
 from layerlth.training.fastpath import choose
 from layerlth.training.loop import Run, train
-from layerlth.training.pack import Pack, Works
+from layerlth.training.packs.pack import Pack, Works
 
 pytestmark = [
     pytest.mark.cuda,

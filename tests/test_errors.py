@@ -18,7 +18,7 @@ from layerlth.cli import main  # noqa: E402
 from layerlth.foundations.config import TrialConfig  # noqa: E402
 from layerlth.foundations.field_checks import did_you_mean  # noqa: E402
 from layerlth.sweep.grid import GridError, expand, load_grid  # noqa: E402
-from layerlth.training.pack import Pack, Works, run_alone  # noqa: E402
+from layerlth.training.packs.pack import Pack, Works, run_alone  # noqa: E402
 
 
 def failing(message="boom"):

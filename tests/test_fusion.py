@@ -11,9 +11,10 @@ from layerlth.data import load_dataset
 from layerlth.foundations.recipes import get_recipe
 from layerlth.models.cifar_resnet import cifar_resnet
 from layerlth.models.surgery import remove_blocks
-from layerlth.training.fused_group import FusedGroup
+from layerlth.training.packs.fused_group import FusedGroup
+from layerlth.training.boundary import RunTerms
 from layerlth.training.loop import Run, TrainingDiverged
-from layerlth.training.pack import Pack, Works
+from layerlth.training.packs.pack import Pack, Works
 
 # (seed, removed blocks, start epoch, lr): dense nets, tickets with different removed blocks (ghosts
 # in their slots) and a member one epoch ahead (another lr from the same schedule)
@@ -33,16 +34,16 @@ def in_float64(data):
 
 
 def make_run(data, seed, removed=(), start=0, lr=None, dtype=torch.float64, epochs=2, callbacks=(), stop=None,
-             **kwargs):
+             label="run", fuse=True, **kwargs):
     """A run of resnet20 (less `removed`) from epoch `start` of an `epochs`-epoch paper recipe (lr 0.01,
-    Nesterov), stopping after `stop` epochs if given."""
+    Nesterov), stopping after `stop` epochs if given; a pack may fuse it (`fuse`)."""
     torch.manual_seed(seed)
     model = cifar_resnet(20, 10)
     model = (remove_blocks(model, list(removed)) if removed else model).to(dtype)
     recipe = get_recipe("paper").scaled(epochs=start + epochs, batch_size=32, lr=lr)
     run = Run(model, data, recipe, seed=seed, start_epoch=start, callbacks=callbacks,
-              stop_epoch=None if stop is None else start + stop, **kwargs)
-    run.fuse, run.fuse_tag = True, ("resnet20", "B")
+              stop_epoch=None if stop is None else start + stop,
+              terms=RunTerms(label=label, fuse=fuse, fuse_tag=("resnet20", "B")), **kwargs)
     return run
 
 
@@ -77,8 +78,9 @@ def test_fused_members_compute_what_each_computes_alone_in_float64(data):
         assert [h["lr"] for h in a.history] == [h["lr"] for h in f.history]
     # three joined at epoch 0; the member starting at epoch 1 (a 2-epoch run of a 3-epoch schedule)
     # trained in step with them: all four in one group, the tickets with ghosts in their slots
-    assert [f.fused_group_size for f in fused] == [4] * 4 and [f.ghost_blocks for f in fused] == [0, 2, 1, 0]
-    assert [a.fused_group_size for a in alone] == [1] * 4
+    assert [f.report.fused_group_size for f in fused] == [4] * 4
+    assert [f.report.ghost_blocks for f in fused] == [0, 2, 1, 0]
+    assert [a.report.fused_group_size for a in alone] == [1] * 4
 
 
 def in_two_halves(data, members, first, then):
@@ -102,7 +104,8 @@ def test_a_checkpoint_moves_between_fused_and_solo_training(data):
     uninterrupted = [make_run(data, *m) for m in members]
     trained(uninterrupted, 2)
     resumed, refused = in_two_halves(data, members, 2, 1), in_two_halves(data, members, 1, 2)  # fused first; alone
-    assert [r.fused_group_size for r in refused] == [2, 2] and [r.fused_group_size for r in resumed] == [1, 1]
+    assert [r.report.fused_group_size for r in refused] == [2, 2]
+    assert [r.report.fused_group_size for r in resumed] == [1, 1]
     for whole, a, b in zip(uninterrupted, resumed, refused):
         assert max(differences(whole, a)) <= 1e-12 and max(differences(whole, b)) <= 1e-12
         assert whole.history[-1]["test_acc"] == a.history[-1]["test_acc"] == b.history[-1]["test_acc"]
@@ -132,7 +135,7 @@ def test_a_member_that_stops_diverges_or_fails_leaves_the_others_unchanged(data)
         ours, theirs = finished[n].result, finished_alone[n].result  # the histories
         assert [h["test_acc"] for h in ours] == [h["test_acc"] for h in theirs]
         assert [h["train_loss"] for h in ours] == pytest.approx([h["train_loss"] for h in theirs], abs=1e-12)
-    assert fused[0].fused_group_size == 5
+    assert fused[0].report.fused_group_size == 5
 
 
 class CountOps(TorchDispatchMode):
@@ -222,13 +225,13 @@ def test_identical_computations_train_once_and_both_rows_say_so(data):
     data = in_float64(data)
     alone = make_run(data, 0)
     trained([alone], 1)
-    twins = [make_run(data, 0), make_run(data, 0), make_run(data, 1, ("stage2.block2",))]
-    for n, run in enumerate(twins):
-        run.label = f"trial{n}"
+    twins = [make_run(data, 0, label="trial0"), make_run(data, 0, label="trial1"),
+             make_run(data, 1, ("stage2.block2",), label="trial2")]
     stepped = []
     twins[1].model.register_forward_pre_hook(lambda *args: stepped.append(1))  # its own net never trains
     trained(twins, 3)
-    assert twins[0].shared_with == ["trial1"] and twins[1].shared_with == ["trial0"] and twins[2].shared_with == []
+    assert twins[0].report.shared_with == ["trial1"] and twins[1].report.shared_with == ["trial0"]
+    assert twins[2].report.shared_with == []
     for twin in twins[:2]:
         assert max(differences(alone, twin)) <= 1e-12 and twin.history[-1]["test_acc"] == alone.history[-1]["test_acc"]
     assert twins[1].images == twins[0].images == 2 * 70  # counted as trained (energy is split by images)
@@ -237,8 +240,7 @@ def test_identical_computations_train_once_and_both_rows_say_so(data):
 
 def test_an_error_in_the_fused_step_fails_its_members_not_the_pack(data, monkeypatch):
     runs = [make_run(data, seed, dtype=torch.float32) for seed in range(2)]
-    other = make_run(data, 2, dtype=torch.float32)
-    other.fuse = False  # trains alone beside the group
+    other = make_run(data, 2, dtype=torch.float32, fuse=False)  # trains alone beside the group
 
     def broken(self, xs, y):
         raise RuntimeError("CUDA out of memory (pretend)")

@@ -13,8 +13,9 @@ from layerlth.sweep.store import SweepStore
 from layerlth.sweep.tune.packs import MemberReporter
 from layerlth.sweep.tune.trainable import resume_state
 from layerlth.tickets.trial import trial_work
+from layerlth.training.boundary import EnergyTerms, RunReport, RunTerms
 from layerlth.training.loop import Run
-from layerlth.training.pack import Pack, Works
+from layerlth.training.packs.pack import Metering, Pack, Works
 
 MEMBERS = {
     "dense resnet20": dict(kind="dense", arch="resnet20"),
@@ -135,19 +136,23 @@ def test_energy_is_split_by_images_times_macs():
         def __exit__(self, *exc):
             pass
 
-    class Stub:
-        images, energy, peak_members = 0, None, 1
+    class Stub:  # what the pack's metering reads of a run, and records into
+        def __init__(self, macs):
+            self.images, self.report = 0, RunReport()
+            self.terms = RunTerms(energy=EnergyTerms("FRA", 1.0, True, macs))
 
-    split, meter, a, b = EnergySplit(), FakeMeter(), Stub(), Stub()
+    split, meter, a, b = EnergySplit(), FakeMeter(), Stub(100), Stub(300)
     split.meters[("FRA", 1.0)], split.last[("FRA", 1.0)] = meter, meter.so_far()
-    split.join(a, "FRA", 1.0, True, 100)
-    split.join(b, "FRA", 1.0, True, 300)
+    metering = Metering(split)
+    metering.join(a)
+    metering.join(b)
     a.images, b.images, meter.kwh = 10, 10, 4.0
-    split.settle()
-    assert (a.energy["energy_kwh"], b.energy["energy_kwh"]) == (1.0, 3.0)
-    assert b.energy["co2_kg"] == 1.5 and "among up to 2 runs" in b.energy["energy_split"]
-    assert a.peak_members == b.peak_members == 2
-    left = copy.deepcopy(split.leave(a))
+    metering.settle()
+    assert (a.report.energy["energy_kwh"], b.report.energy["energy_kwh"]) == (1.0, 3.0)
+    assert b.report.energy["co2_kg"] == 1.5 and "among up to 2 runs" in b.report.energy["energy_split"]
+    assert a.report.peak_members == b.report.peak_members == 2
+    metering.leave(a)
+    left = copy.deepcopy(a.report.energy)
     b.images, meter.kwh = 20, 6.0
-    split.settle()
-    assert left["energy_kwh"] == 1.0 and b.energy["energy_kwh"] == 5.0  # alone after a left
+    metering.settle()
+    assert left["energy_kwh"] == 1.0 and b.report.energy["energy_kwh"] == 5.0  # alone after a left

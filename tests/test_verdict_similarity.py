@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from layerlth.tickets.similarity import linear_cka
+from layerlth.measure.similarity import linear_cka
 from layerlth.tickets.verdict import format_verdicts, signed, verdict, verdicts
 
 

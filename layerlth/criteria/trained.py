@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from layerlth.criteria.activations import block_outputs, residual_sums
 from layerlth.criteria.weights import prunable_weights
+from layerlth.measure.similarity import linear_cka, penultimate_features
 from layerlth.models import remove_blocks
-from layerlth.tickets.similarity import linear_cka, penultimate_features
 
 PLS_COMPONENTS = 4  # DepthWisePruning's main.py
 PLS_POOL = 8  # its AveragePooling2D(pool_size=8) before the PLS

@@ -105,30 +105,33 @@ class EnergySplit:
     one). One codecarbon tracker per (country, gpu_share) reads the whole machine; at each reading
     (`settle`, at every run's epoch end, join and leave) its increase since the last reading is
     split among the runs by the training work each did meanwhile: images x forward MACs per image.
-    A run without emissions gets nothing but its work still counts, since it used the machine."""
+    A run without emissions gets nothing but its work still counts, since it used the machine.
+    A run is anything with `images` (training images stepped so far); `join`, `settle` and
+    `leave` return {run: its energy so far} for the runs whose share they read, and write nothing
+    into the runs: the pack records the readings."""
 
     def __init__(self):
         self.meters, self.last, self.shares = {}, {}, {}
 
-    def join(self, run, country, gpu_share, enabled, macs):
-        """Start sharing with `run` (its images and MACs are read at each settle)."""
-        self.settle()
-        key = (country, gpu_share) if enabled else None
+    def join(self, run, terms):
+        """Start sharing with `run`, metered as `terms` say (`training.boundary.EnergyTerms`:
+        country, gpu_share, enabled, macs)."""
+        readings = self.settle()
+        key = (terms.country, terms.gpu_share) if terms.enabled else None
         if key is not None and key not in self.meters:
-            self.meters[key] = EmissionsMeter(country, True, gpu_share).__enter__()
+            self.meters[key] = EmissionsMeter(terms.country, True, terms.gpu_share).__enter__()
             self.last[key] = self.meters[key].so_far()
-        share = _Share(key, macs)
-        share.parts = _zero(self.last[key]) if key else {"energy_kwh": None, "co2_kg": None, "gpu_share": gpu_share,
-                                                         "emissions_method": "disabled"}
+        share = _Share(key, terms.macs)
+        share.parts = _zero(self.last[key]) if key else {"energy_kwh": None, "co2_kg": None,
+                                                         "gpu_share": terms.gpu_share, "emissions_method": "disabled"}
         self.shares[run] = share
-        for other_run, other in self.shares.items():
+        for other in self.shares.values():
             other.members = max(other.members, len(self.shares))
-            other_run.peak_members = other.members
-        run.energy = self._result(share)
+        return readings | {other_run: self._result(other) for other_run, other in self.shares.items()}
 
     def settle(self):
         if not self.shares:
-            return
+            return {}
         work = {run: run.images * share.macs - share.settled for run, share in self.shares.items()}
         total = sum(work.values())
         for key, meter in self.meters.items():
@@ -142,17 +145,16 @@ class EnergySplit:
                         share.parts[name] += delta[name] * fraction
         for run, share in self.shares.items():
             share.settled += work[run]
-            run.energy = self._result(share)
+        return {run: self._result(share) for run, share in self.shares.items()}
 
     def leave(self, run):
         """Stop sharing with `run`; its energy, and a tracker no run needs any more is stopped."""
-        self.settle()
+        readings = self.settle()
         share = self.shares.pop(run)
         if share.key is not None and all(other.key != share.key for other in self.shares.values()):
             self.meters.pop(share.key).__exit__(None, None, None)
             self.last.pop(share.key)
-        run.energy = self._result(share)
-        return run.energy
+        return readings | {run: self._result(share)}
 
     @staticmethod
     def _result(share):

@@ -1,11 +1,11 @@
 """Early stopping's verdict against the final one: how often a ticket that early stopping would
 stop (trailing its dense run by more than the margin at a rung) also loses at the end, measured on
-the full curves of finished trials (`training.early_stop` stops them while they train)."""
+the full curves of finished trials (`tickets.early_stop` stops them while they train)."""
 
 import statistics
 
 from layerlth.tickets.verdict import BASELINE
-from layerlth.training.early_stop import behind, curve, rung_epochs
+from layerlth.tickets.early_stop import behind, curve, rung_epochs
 
 
 def early_loss(ticket_history, dense_history, rungs, margin):

@@ -15,18 +15,19 @@ from layerlth.foundations.atomic import write_json_atomic
 from layerlth.foundations.config import TrialConfig
 from layerlth.foundations.recipes import training_recipe
 from layerlth.measure.costs import count_macs, count_params, training_step_bytes
-from layerlth.measure.emissions import over_attempts
+from layerlth.measure.emissions import EnergySplit, over_attempts
 from layerlth.measure.robustness import robustness_columns
+from layerlth.measure.similarity import representation_cka
 from layerlth.models import build_for_images
 from layerlth.tickets import procedures as tickets
 from layerlth.tickets.dense_runs import DenseRun
-from layerlth.tickets.similarity import representation_cka
+from layerlth.tickets.early_stop import EarlyStop
 from layerlth.tickets.validate import pick_device, validate
-from layerlth.training.early_stop import EarlyStop
+from layerlth.training.boundary import EnergyTerms, RunTerms
 from layerlth.training.fastpath import choose as choose_fast_path
 from layerlth.training.fastpath import fused
 from layerlth.training.loop import Run, SaveWeights, compile_for_training, log_progress
-from layerlth.training.pack import run_alone
+from layerlth.training.packs.pack import run_alone
 from layerlth.training.parallel import active as active_parallel
 from layerlth.training.parallel import leads
 
@@ -37,9 +38,10 @@ def run_trial(config, callbacks=(), resume=None):
     `resume` continues an interrupted trial from a checkpoint: {"model": the module, "optimizer":
     its state_dict, "epoch": epochs completed, "history": their metrics, "context": the ticket's
     facts}; the ticket is then not rebuilt, and training goes on from that epoch.
-    A trial alone is a pack of one (`layerlth.training.pack`): `trial_work` trained by `run_alone`.
+    A trial alone is a pack of one (`layerlth.training.packs.pack`): `trial_work` trained by `run_alone`,
+    its energy metered by codecarbon (`measure.emissions.EnergySplit`).
     """
-    return run_alone(trial_work(config, callbacks, resume))
+    return run_alone(trial_work(config, callbacks, resume), energy=EnergySplit)
 
 
 def trial_work(config, callbacks=(), resume=None):
@@ -153,8 +155,10 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     earlier = list(resume["context"].get("energy_attempts", [])) if resume else []
     context = facts if facts is not None else {"start_epoch": 0}
     # `model` stays the plain module: checkpoints, saved weights and measurements see it; only the
-    # training steps run through the compiled one (compiled again on resume: a fresh module)
-    runner, compile_seconds = (parallel.wrap(model) if parallel else model), 0.0
+    # training steps run through the compiled one (compiled again on resume: a fresh module), and a
+    # data-parallel run's through DDP (wrapped by the run, after it has its memory format)
+    runner, compile_seconds = model, 0.0
+    fast.apply()
     if fast.compiled:
         runner, compile_seconds = compile_for_training(model, data, recipe.batch_size, fast.amp,
                                                        fast.channels_last, fast.compile_mode)
@@ -163,15 +167,14 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
     hooks = [keep_energy, log_progress, *callbacks]
     if config.out_dir and config.checkpoint_epochs:
         hooks.append(SaveWeights(config.checkpoint_epochs, Path(config.out_dir) / "checkpoints"))
+    dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
+    terms = RunTerms(label=config.hash(),  # the trial's, or its dense run's (dense_config)
+                     fuse=(not parallel) and fused(device, config.fuse), fuse_tag=(config.arch, config.shortcut),
+                     energy=EnergyTerms(config.country, config.gpu_share, config.emissions, macs), parallel=parallel)
     run = Run(model, data, recipe, config.seed, first, callbacks=hooks, amp=fast.amp,
               channels_last=fast.channels_last, optimizer=optimizer, history=resume["history"] if resume else (),
               context=context, runner=runner, graph=fast.graphed,
-              name=f"{config.arch} {config.kind} p={config.p} seed={config.seed}",
-              reduce=parallel.reduce if parallel else None)
-    run.fuse, run.fuse_tag = (not parallel) and fused(device, config.fuse), (config.arch, config.shortcut)
-    run.label = config.hash()  # the trial's, or its dense run's (dense_config)
-    dense_macs, macs = count_macs(dense, data.image_size), count_macs(model, data.image_size)
-    run.energy_terms = (config.country, config.gpu_share, config.emissions, macs)
+              name=f"{config.arch} {config.kind} p={config.p} seed={config.seed}", terms=terms)
     keep_energy.run = run
     yield run  # trained here, alone or beside other trials
     history = run.history
@@ -189,7 +192,7 @@ def train_and_measure(model, dense, config, data, device, start_epoch=0, callbac
         "images_per_second": sum(h["images_per_second"] for h in history) / max(1, len(history)),
         **memory_columns(run, device, memory_estimate),
         **fast.record(), **engine_used(run), "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
-        **over_attempts(earlier, run.energy), **streamed(data), "history": history,
+        **over_attempts(earlier, run.report.energy), **streamed(data), "history": history,
     }
 
 
@@ -203,15 +206,16 @@ def streamed(data):
 
 def engine_used(run):
     """What trained, when it is not what the fast path chose: a graphed run whose capture failed,
-    or one trained fused with others (`training.fusion`: the largest group it was in)."""
-    used = {}
+    or one trained fused with others (`training.packs.fusion`: the largest group it was in); from
+    the run's report (`training.boundary.RunReport`)."""
+    used, report = {}, run.report
     if run.stepper.fallback is not None:
         used = {"graphed": False, "training_path": "eager", "graph_fallback": run.stepper.fallback}
-    if run.fused_group_size > 1:
-        used |= {"training_path": "fused_cuda_graph" if run.fused_graphed else "fused_eager",
-                 "fused_group_size": run.fused_group_size, "ghost_blocks": run.ghost_blocks}
-    if run.shared_with:  # identical training done once for these runs and this one
-        used["training_shared_with"] = run.shared_with
+    if report.fused_group_size > 1:
+        used |= {"training_path": "fused_cuda_graph" if report.fused_graphed else "fused_eager",
+                 "fused_group_size": report.fused_group_size, "ghost_blocks": report.ghost_blocks}
+    if report.shared_with:  # identical training done once for these runs and this one
+        used["training_shared_with"] = report.shared_with
     return used
 
 
@@ -221,10 +225,10 @@ def memory_columns(run, device, estimate):
     if device.type != "cuda":
         return {"memory_bytes": estimate, "memory_method": "estimate:weights+grads+momentum+saved_activations",
                 "memory_estimate_bytes": estimate}
-    if run.peak_members == 1:
+    if run.report.peak_members == 1:
         return {"memory_bytes": torch.cuda.max_memory_allocated(device), "memory_method": "cuda_peak_allocated",
                 "memory_estimate_bytes": estimate}
-    return {"memory_bytes": run.own_peak_bytes, "memory_method": "cuda_own_step_peak+own_tensors",
+    return {"memory_bytes": run.report.own_peak_bytes, "memory_method": "cuda_own_step_peak+own_tensors",
             "memory_estimate_bytes": estimate}
 
 
@@ -237,6 +241,6 @@ class KeepEnergy:
         self.earlier, self.run = earlier, None
 
     def __call__(self, state):
-        energy = self.run.energy if self.run is not None else None
+        energy = self.run.report.energy if self.run is not None else None
         if state.metrics is not None and energy and energy.get("energy_kwh") is not None:
             state.context["energy_attempts"] = [*self.earlier, energy]

@@ -19,6 +19,13 @@ faster but cost 25-50 s of compilation per network, which a short trial does not
 `compile=True` turns it on (the graphed step is then off: the two do not compose here, a compiled
 module captures its own graphs only in torch.compile's "reduce-overhead" mode). The mode per device:
 COMPILE_MODES.
+
+cuDNN's autotuner (`torch.backends.cudnn.benchmark`): on for every CUDA trial, unless the process
+asked cuDNN for deterministic kernels (`torch.backends.cudnn.deterministic`: the autotuner would
+then pick by timing among them, and two runs could round apart). It times the candidate kernels of
+each new shape once, in a warm-up step, never inside a capture (`graphs.Graphs` warms each shape
+up eagerly first). Grouped convolutions (fused packs) and the 3-channel stem are where its choice
+matters most; the GPU suite's fusion stage measures both settings. A CUDA row records it.
 """
 
 from dataclasses import dataclass
@@ -57,6 +64,7 @@ class FastPath:
     channels_last: bool
     compile_mode: str | None = None  # torch.compile's mode for the training network; None: eager
     graphed: bool = False  # each training step a CUDA graph replay (`steps.GraphedStep`)
+    cudnn_benchmark: bool | None = None  # cuDNN's autotuner on (CUDA only; None elsewhere)
 
     @property
     def precision(self):
@@ -77,8 +85,14 @@ class FastPath:
 
     def record(self):
         """What a result row says about how the trial was computed."""
-        return {"precision": self.precision, "memory_format": self.memory_format, "compiled": self.compiled,
-                "compile_mode": self.compile_mode, "graphed": self.graphed, "training_path": self.path}
+        row = {"precision": self.precision, "memory_format": self.memory_format, "compiled": self.compiled,
+               "compile_mode": self.compile_mode, "graphed": self.graphed, "training_path": self.path}
+        return row if self.cudnn_benchmark is None else row | {"cudnn_benchmark": self.cudnn_benchmark}
+
+    def apply(self):
+        """The process-wide switches this path sets before training: cuDNN's autotuner on CUDA."""
+        if self.cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
 
 
 def _onednn():
@@ -133,7 +147,8 @@ def choose(device, amp=True, channels_last=True, compile="auto", graph="auto"):
     mode = compile_mode(device, compile)
     if device.type == "cuda":
         return FastPath(amp=amp and torch.cuda.is_bf16_supported(including_emulation=False),
-                        channels_last=channels_last, compile_mode=mode, graphed=graphed(device, graph, compile))
+                        channels_last=channels_last, compile_mode=mode, graphed=graphed(device, graph, compile),
+                        cudnn_benchmark=not torch.backends.cudnn.deterministic)
     if device.type == "cpu":
         return FastPath(amp=amp and cpu_bf16_pays(), channels_last=channels_last and cpu_channels_last_pays(),
                         compile_mode=mode)

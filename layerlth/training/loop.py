@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from layerlth.data import Batches
 from layerlth.foundations.atomic import save_atomic
-from layerlth.training.steps import EagerStep, GraphedStep, autocast, set_lr, widened
+from layerlth.training.boundary import RunReport, RunTerms
+from layerlth.training.steps import EagerStep, GraphedStep, autocast, widened
 
 log = logging.getLogger("layerlth")
 
@@ -60,13 +61,16 @@ class TrainingDiverged(FloatingPointError):
 class Run:
     """One training: a net going from `start_epoch` to `stop_epoch` (default: the recipe's last),
     the lr following the recipe's schedule for those epochs. `train` runs one alone; a pack
-    (`layerlth.training.pack`) steps several in turn. `history` holds the metrics of epochs trained before
-    (a resumed run); `self.history` adds the new ones.
+    (`layerlth.training.packs`) steps several in turn. `history` holds the metrics of epochs trained
+    before (a resumed run); `self.history` adds the new ones.
 
     `runner` runs the training steps: `model` itself (default), or `model` under torch.compile
     (`compile_for_training`). With `graph`, the steps are CUDA-graph replays (`steps.GraphedStep`).
     Evaluation, callbacks and so checkpoints see `model`, the plain module: its state_dict has no
-    `_orig_mod.` prefixes.
+    `_orig_mod.` prefixes. `terms` (`boundary.RunTerms`) is what a pack, fusion, energy metering and
+    data-parallel training need of the run; with `terms.parallel` the net is wrapped in DDP here,
+    after it has its memory format (DDP's gradient buckets take the parameters' strides then).
+    What they record about it goes to `report` (`boundary.RunReport`).
 
     Each epoch's batch order and augmentation come from a generator seeded by (seed, epoch), so a
     run restarted at any epoch sees the same batches as one that never stopped.
@@ -74,9 +78,12 @@ class Run:
 
     def __init__(self, model, data, recipe, seed=0, start_epoch=0, stop_epoch=None, callbacks=(), amp=False,
                  channels_last=False, optimizer=None, history=(), context=None, runner=None, graph=False,
-                 name="run", reduce=None):
+                 name="run", terms=None):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         model.to(memory_format=self.memory_format)
+        self.terms = terms or RunTerms(label=name)
+        if self.terms.parallel is not None:
+            runner = self.terms.parallel.wrap(model if runner is None else runner)
         self.model, self.data, self.recipe, self.seed, self.name = model, data, recipe, seed, name
         self.optimizer = optimizer or recipe.optimizer(model)
         smoothing = recipe.label_smoothing
@@ -87,30 +94,25 @@ class Run:
         self.test = Batches(data, 512, train=False, memory_format=self.memory_format)
         self.epoch, self.last = start_epoch, recipe.epochs if stop_epoch is None else stop_epoch
         self.images = 0  # training images stepped, in all (a pack splits energy by images x MACs)
-        self.before_callbacks = None  # what a pack does first at each epoch's end (settle energy)
-        # (country, gpu_share, emissions on, forward MACs per image): how a pack meters and splits its
-        # energy (`emissions.EnergySplit`); `energy` is this run's share so far
-        self.energy_terms, self.energy = ("USA", 1.0, False, 1), None
-        self.peak_members = 1  # the most runs this one shared its process with, itself included
-        self.own_peak_bytes = None  # CUDA: the peak of its first step plus the tensors it keeps
+        self.report = RunReport()
         self.batches, self.done = None, False
-        self.reduce = reduce  # data-parallel (`parallel.Parallel.reduce`): epoch sums over all ranks
-        # fusion (`training.fusion`): whether a pack may train this run fused with others of `fuse_tag`
-        # (its architecture), and what it did: the largest group, its ghost blocks, graphed or not
-        self.fuse, self.fuse_tag = False, None
-        self.fused_group_size, self.ghost_blocks, self.fused_graphed = 1, 0, False
-        self.fused_epoch = None  # a fused group's sums for the epoch it trained (`FusedGroup.finish_epoch`)
-        self.fused_error = None  # an error of its fused group's step: raised at its next step
-        # `label` names the run to others (the trial's hash); `shared_with`: the runs whose identical
-        # training a fused group did once for all (`fusion.same_computation`)
-        self.label, self.shared_with = name, []
+        self._before_callbacks = None  # what a pack does first at each epoch's end (settle energy)
+        self._delivered = None  # a fused group's sums for the epoch it trained (`deliver`)
+        self._error = None  # an error of its fused group's step: raised at its next step
 
     @property
     def graphed(self):
         return self.stepper.graphed
 
-    def begin(self):
-        """The callbacks' look before the first epoch; then the first epoch's batches."""
+    @property
+    def reduce(self):
+        """Data-parallel: the epoch sums over all ranks (`parallel.Parallel.reduce`); else None."""
+        return None if self.terms.parallel is None else self.terms.parallel.reduce
+
+    def begin(self, before_callbacks=None):
+        """The callbacks' look before the first epoch; then the first epoch's batches.
+        `before_callbacks`: what the pack does at each epoch's end before the callbacks see it."""
+        self._before_callbacks = before_callbacks
         _call(self.callbacks, EpochState(self.epoch, self.model, self.optimizer, None, self.history, self.context))
         self._open_epoch()
 
@@ -118,7 +120,7 @@ class Run:
         if self.epoch >= self.last:
             self.done = True
             return
-        set_lr(self.optimizer, self.recipe.lr_at(self.epoch))
+        self.stepper.set_lr(self.recipe.lr_at(self.epoch))
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         batches = Batches(self._training_data(), self.recipe.batch_size, True, generator,
                           memory_format=self.memory_format)
@@ -139,15 +141,15 @@ class Run:
         """One training batch, or at the epoch's end its evaluation and callbacks; False once over."""
         if self.done:
             return False
-        if self.fused_error is not None:
-            error, self.fused_error, self.done = self.fused_error, None, True
+        if self._error is not None:
+            error, self._error, self.done = self._error, None, True
             raise error
         batch = self.take_batch()
         if batch is not None:
             if self.recipe.per_step:
-                set_lr(self.optimizer, self.next_lr())
-            if self.own_peak_bytes is None and batch[0].is_cuda:
-                self.own_peak_bytes = _measured_step(self.model, self.optimizer, self.stepper, batch)
+                self.stepper.set_lr(self.next_lr())
+            if self.report.own_peak_bytes is None and batch[0].is_cuda:
+                self.report.peak(_measured_step(self.model, self.optimizer, self.stepper, batch))
             else:
                 self.stepper.step(*batch)
             self.count(batch)
@@ -177,6 +179,37 @@ class Run:
         """Open, no step of this epoch taken yet (a pack may fuse it with others here)."""
         return not self.done and self.batches is not None and self.seen == 0
 
+    # ------------------------------------------------ what a fused group asks of its members
+    def hand_over_batches(self):
+        """This epoch's batches are made by a fused group (or, for a follower, by its leader)."""
+        self.batches = iter(())
+
+    def restart_clock(self):
+        """The epoch's time starts now, with its fused group's."""
+        self.started = time.perf_counter()
+
+    def step_alone(self, batch, lr, into):
+        """One step of its own, eager, on `batch` at `lr`: a fused member on a step its group cannot
+        fuse (its members' batches differ in size); its loss sum and correct count are added to
+        `into`, its group's sums for it, as its own step would add them to its own."""
+        self.stepper.set_lr(lr)
+        self.stepper.step(*batch, eager=True, into=into)
+        self.count(batch)
+
+    def deliver(self, train, test=None, trained_at=None):
+        """The epoch's sums as its fused group computed them: train (loss sum, correct), test
+        (loss, accuracy) or None (evaluated here), and when its training ended (before evaluation,
+        as a run alone times it)."""
+        self._delivered = {"train": train, "test": test, "trained_at": trained_at}
+
+    def mirror(self, leader):
+        """A follower takes its leader's delivered sums (it trained exactly as its leader did)."""
+        self._delivered = dict(leader._delivered)
+
+    def fail(self, error):
+        """Its fused group's step failed: it fails with `error` at its next step."""
+        self._error = error
+
     def measure_alone(self, batch):
         """A fused member's own CUDA peak: one step of a copy of it, alone (`_measured_step`)."""
         model = copy.deepcopy(self.model)
@@ -184,20 +217,26 @@ class Run:
         optimizer.load_state_dict(self.optimizer.state_dict())
         stepper = EagerStep(model, optimizer, self.amp, smoothing=self.recipe.label_smoothing)
         stepper.start_epoch(batch[0].device)
-        self.own_peak_bytes = _measured_step(model, optimizer, stepper, batch)
+        self.report.peak(_measured_step(model, optimizer, stepper, batch))
+
+    def _epoch_sums(self):
+        """(loss sum, correct, test or None, seconds): the steps' own sums, plus a fused group's."""
+        delivered, self._delivered = self._delivered, None
+        if delivered is None:
+            loss_sum, correct = self.stepper.totals()  # read from the device now: its steps are done
+            return loss_sum, correct, None, time.perf_counter() - self.started
+        loss_sum, correct = delivered["train"]
+        return loss_sum, correct, delivered["test"], (delivered["trained_at"] or time.perf_counter()) - self.started
 
     def _close_epoch(self):
-        fused, self.fused_epoch = self.fused_epoch, None
-        # the epoch's sums: read from the device now (its steps are done), or already by its fused group
-        loss_sum, correct = fused["train"] if fused else self.stepper.totals()
+        loss_sum, correct, test, seconds = self._epoch_sums()
         seen = self.seen
         if self.reduce is not None:
             loss_sum, correct, seen = self.reduce([loss_sum, correct, seen])
-        seconds = time.perf_counter() - self.started
         if not math.isfinite(loss_sum):
             self.done = True
             raise TrainingDiverged(f"{self.name}: training loss is {loss_sum} in epoch {self.epoch + 1}")
-        test_loss, test_acc = (fused or {}).get("test") or evaluate(self.model, self.test, self.amp, self.reduce)
+        test_loss, test_acc = test or evaluate(self.model, self.test, self.amp, self.reduce)
         lr = self.recipe.lr_at(self.epoch)
         self.epoch += 1
         metrics = {
@@ -206,8 +245,8 @@ class Run:
             "images_per_second": seen / seconds,
         }
         self.history.append(metrics)
-        if self.before_callbacks:
-            self.before_callbacks()
+        if self._before_callbacks:
+            self._before_callbacks()
         if _call(self.callbacks, EpochState(self.epoch, self.model, self.optimizer, metrics, self.history,
                                             self.context)):
             self.done = True

@@ -10,21 +10,21 @@ schedule changes by `fill_` without a recapture) and every later full batch is c
 graph's static input and label buffers and replayed. The epoch's partial last batch runs eagerly
 (once per epoch), so a graphed run trains on exactly the batches an eager one does. A capture that
 fails (an op the graph cannot hold, say in a user's model) is logged and the run goes on eagerly on
-the same stream; `fallback` says why, and the trial's row with it.
+the same stream; `fallback` says why, and the trial's row with it. Capture, replay and the stream
+rules (inputs recorded on the side stream, the lr written in order with the replays) are
+`graphs.Graphs`, the one mechanism every graphed path uses.
 
 Each step keeps the epoch's running loss sum and correct count on the device (no sync per step);
 `totals()` reads them. A graphed run does all its work on its own CUDA stream, so several runs
-replayed one after another from Python execute side by side on the GPU (`layerlth.training.pack`).
+replayed one after another from Python execute side by side on the GPU (`layerlth.training.packs.pack`).
 """
 
-import logging
 from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
-WARMUP_STEPS = 3  # eager steps before capture (PyTorch's recipe warms up on a side stream)
-log = logging.getLogger("layerlth")
+from layerlth.training.graphs import WARMUP_STEPS, Graphs, capture_failure  # noqa: F401 - the engine's names
 
 
 def autocast(device, amp):
@@ -39,11 +39,6 @@ def autocast(device, amp):
 def widened(logits):
     """Logits as the loss takes them: bf16 and fp32 as fp32, fp64 as it is (tests in float64)."""
     return logits if logits.dtype == torch.float64 else logits.float()
-
-
-def capture_failure(error):
-    """Why a capture failed, in one line: a row's `graph_fallback` and the warning's text."""
-    return f"CUDA graph capture failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
 
 
 def set_lr(optimizer, lr):
@@ -85,104 +80,96 @@ class EagerStep:
         self.smoothing = smoothing  # the recipe's label smoothing
         self.loss_sum = self.correct = None
 
+    def set_lr(self, lr):
+        set_lr(self.optimizer, lr)
+
     def start_epoch(self, device):
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
 
-    def step(self, inputs, labels):
+    def step(self, inputs, labels, eager=True, into=None):
+        """One step; its loss sum and correct count go to the running sums, or to `into` (a fused
+        member's step alone: its group's sums, added in step order as its own would be)."""
+        loss_sum, correct = into or (self.loss_sum, self.correct)
         with autocast(inputs.device, self.amp):
             logits = self.runner(inputs)
             loss = F.cross_entropy(widened(logits), labels, label_smoothing=self.smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.loss_sum += loss.detach() * len(labels)  # stays on the device: no sync per step
-        self.correct += (logits.argmax(1) == labels).sum()
+        loss_sum += loss.detach() * len(labels)  # stays on the device: no sync per step
+        correct += (logits.argmax(1) == labels).sum()
+
+    def sync(self):
+        """Its steps run on the caller's stream: nothing to wait for."""
 
     def totals(self):
         return float(self.loss_sum), int(self.correct)
 
 
 class GraphedStep:
-    graphed, fallback = True, None  # fallback: why the run went on eagerly (a failed capture)
-    captured = False  # a graph was captured once (the gradients it made persist)
+    """The whole step as a CUDA graph (`graphs.Graphs`), on the run's own stream."""
 
     def __init__(self, model, optimizer, amp, batch_size, warmup=WARMUP_STEPS, smoothing=0.0):
         device = next(model.parameters()).device
         if device.type != "cuda":
             raise ValueError(f"a graphed training step needs a CUDA device, not {device}")
-        self.model, self.optimizer, self.amp, self.batch_size = model, make_graphable(optimizer, device), amp, batch_size
-        self.device, self.stream, self.smoothing = device, torch.cuda.Stream(device), smoothing
-        self.warmup_left, self.graph = warmup, None
-        self.static_x = self.static_y = None
+        self.model, self.optimizer, self.amp = model, make_graphable(optimizer, device), amp
+        self.batch_size, self.device, self.smoothing = batch_size, device, smoothing
+        self.graphs = Graphs(device, "this run", warmup)
+        self.graphs.before_capture = self._before_capture
+        self.stream = self.graphs.stream
+        self.captured = False  # a graph was captured once (the gradients it made persist)
         with torch.cuda.stream(self.stream):
             self.loss_sum = torch.zeros((), device=device)
             self.correct = torch.zeros((), device=device, dtype=torch.long)
 
-    def start_epoch(self, device):
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self.stream):
-            self.loss_sum.zero_()
-            self.correct.zero_()
+    @property
+    def graphed(self):
+        return self.graphs.graphed
 
-    def _forward_backward(self, inputs, labels):
+    @property
+    def fallback(self):
+        """Why the run went on eagerly (a failed capture), or None."""
+        return self.graphs.fallback
+
+    def set_lr(self, lr):
+        """The lr tensor the graph reads, refilled on its stream: after the replays queued before."""
+        self.graphs.write(lambda: set_lr(self.optimizer, lr))
+
+    def start_epoch(self, device):
+        self.graphs.run(lambda: (self.loss_sum.zero_(), self.correct.zero_()))
+
+    def _before_capture(self):
+        if not self.captured:
+            self.optimizer.zero_grad(set_to_none=True)  # backward in the graph writes fresh gradients
+
+    def _step(self, inputs, labels, loss_sum=None, correct=None):
+        """forward, loss, backward, SGD, sums (its own, or those given); in a capture after the
+        first, the gradients the first graph made are zeroed by the graph itself (a graph owns them)."""
+        capturing = torch.cuda.is_current_stream_capturing()
+        if not capturing or self.captured:
+            self.optimizer.zero_grad(set_to_none=False)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
             logits = self.model(inputs)
             loss = F.cross_entropy(widened(logits), labels, label_smoothing=self.smoothing)
         loss.backward()
         self.optimizer.step()
-        self.loss_sum += loss.detach() * len(labels)
-        self.correct += (logits.argmax(1) == labels).sum()
+        (self.loss_sum if loss_sum is None else loss_sum).add_(loss.detach() * len(labels))
+        (self.correct if correct is None else correct).add_((logits.argmax(1) == labels).sum())
+        self.captured = self.captured or capturing
 
-    def _eager(self, inputs, labels):
-        self.optimizer.zero_grad(set_to_none=False)  # the captured graph owns these gradient buffers
-        self._forward_backward(inputs, labels)
-
-    def _capture(self, inputs, labels):
-        """Capture the step for this batch shape. A new shape (progressive resizing) replaces the
-        graph; the gradients the first graph made persist, so a later graph zeroes them itself."""
-        torch.cuda.synchronize(self.device)
-        self.graph = None  # the old graph's memory goes before the new one is captured
-        self.static_x, self.static_y = inputs.clone(), labels.clone()
-        if not self.captured:
-            self.optimizer.zero_grad(set_to_none=True)  # backward in the graph writes fresh gradients
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream):
-            if self.captured:
-                self.optimizer.zero_grad(set_to_none=False)
-            self._forward_backward(self.static_x, self.static_y)
-        self.graph, self.captured = graph, True
-
-    def step(self, inputs, labels):
-        current = torch.cuda.current_stream(self.device)
-        self.stream.wait_stream(current)  # the batch (and any lr change) was made on the caller's stream
-        inputs.record_stream(self.stream)
-        labels.record_stream(self.stream)
-        with torch.cuda.stream(self.stream):
-            if len(labels) != self.batch_size or self.warmup_left > 0 or self.fallback:
-                self.warmup_left -= len(labels) == self.batch_size
-                self._eager(inputs, labels)
-                return
-            if self.graph is None or inputs.shape != self.static_x.shape:
-                try:
-                    self._capture(inputs, labels)  # capture runs nothing: replay below does the step
-                except RuntimeError as error:
-                    self._give_up(error)
-                    self._eager(inputs, labels)
-                    return
-            self.static_x.copy_(inputs)
-            self.static_y.copy_(labels)
-            self.graph.replay()
-
-    def _give_up(self, error):
-        """Eager steps from now on: the capture left nothing behind but fresh gradients to make."""
-        torch.cuda.synchronize(self.device)
-        self.graph, self.graphed = None, False
-        self.fallback = capture_failure(error)
-        log.warning("%s; this run goes on with eager steps", self.fallback)
+    def step(self, inputs, labels, eager=False, into=None):
+        """One step; the partial last batch (and any step asked `eager`) runs eagerly. `into`: an
+        eager step's sums go there (see `EagerStep.step`), after which the caller's stream waits."""
+        if into is not None:
+            self.graphs(self._step, inputs, labels, *into, eager=True)
+            self.sync()
+            return
+        self.graphs(self._step, inputs, labels, eager=eager or len(labels) != self.batch_size, one_shape=True)
 
     def sync(self):
-        torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        self.graphs.sync()
 
     def totals(self):
         self.sync()

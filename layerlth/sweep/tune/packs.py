@@ -1,5 +1,5 @@
 """`--trials-per-gpu k`: each Tune trial is a packing worker that trains up to k of the sweep's
-trials at once in one process on its device (`layerlth.training.pack`), refilled as members leave.
+trials at once in one process on its device (`layerlth.training.packs.pack`), refilled as members leave.
 
 The sweep's own searcher (the dense-run gate, or the depth searcher) still decides what may run:
 `PackSearcher` wraps it. A new Tune trial (a pack) gets the members the inner searcher has ready;
@@ -27,11 +27,12 @@ import torch
 from ray import tune
 from ray.tune.search import Searcher
 
+from layerlth.measure.emissions import EnergySplit
 from layerlth.sweep import tracking
 from layerlth.sweep.store import SweepStore
 from layerlth.sweep.tune.callbacks import keep
 from layerlth.sweep.tune.trainable import Reporter, attempt, stored_result
-from layerlth.training.pack import Pack
+from layerlth.training.packs.pack import Pack
 
 log = logging.getLogger("layerlth")
 POLL_SECONDS = 0.5  # how often a pack with free slots looks for the driver's answer
@@ -204,7 +205,7 @@ def pack_trainable(params):
     wandb_runs = {}
     source = MailboxSource(pack, store, wandb_runs)
     try:
-        for finished in Pack(pack["slots"]).run(source):
+        for finished in Pack(pack["slots"], energy=EnergySplit).run(source):
             if finished.error is None:
                 tune.report({"pack_done_json": json.dumps({finished.key: finished.result}),
                              "final_test_acc": finished.result.get("final_test_acc")})

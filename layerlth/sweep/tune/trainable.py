@@ -27,11 +27,12 @@ from ray import tune
 
 from layerlth.foundations.config import TrialConfig
 from layerlth.foundations.recipes import training_recipe
+from layerlth.measure.emissions import EnergySplit
 from layerlth.sweep import tracking
 from layerlth.sweep.store import SweepStore
 from layerlth.tickets.trial import trial_work
 from layerlth.training.checkpoints import UnsafeCheckpoint, checkpoint_state, load_state, ticket_weights  # noqa: F401
-from layerlth.training.pack import run_alone
+from layerlth.training.packs.pack import run_alone
 
 STATE = "state.pt"
 log = logging.getLogger("layerlth")
@@ -170,7 +171,7 @@ def trainable(params):
 
         result = stored_result(params, store) or train_across_workers(params, store)
     else:
-        result = stored_result(params, store) or run_alone(attempt(params, store, tune.get_checkpoint()))
+        result = stored_result(params, store) or run_alone(attempt(params, store, tune.get_checkpoint()), energy=EnergySplit)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the worker may run the next trial: let trials packed beside it have the memory
     tune.report({"final_test_acc": result["final_test_acc"], "result_json": json.dumps(result)})

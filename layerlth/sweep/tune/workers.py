@@ -49,7 +49,8 @@ def train_across_workers(params, store):
 def worker_loop(loop_config):
     """One Ray Train worker: its rank's attempt at the trial, then the record to the trainer."""
     from layerlth.sweep.store import SweepStore
-    from layerlth.training.pack import run_alone
+    from layerlth.measure.emissions import EnergySplit
+    from layerlth.training.packs.pack import run_alone
     from layerlth.training.parallel import Parallel, training_in_parallel
 
     params, context = loop_config["params"], train.get_context()
@@ -62,7 +63,7 @@ def worker_loop(loop_config):
     with training_in_parallel(parallel):
         result = run_alone(attempt(params, store, reporter=reporter, lead=lead,
                                    finish=lambda row: added_up(row, parallel), changes=changes,
-                                   extra={"workers": parallel.world}))
+                                   extra={"workers": parallel.world}), energy=EnergySplit)
     train.report({"result_json": json.dumps(result), "final_test_acc": result.get("final_test_acc")})
 
 

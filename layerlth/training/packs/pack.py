@@ -13,16 +13,17 @@ learning rate, callbacks and checkpoints.
 
 A member that finishes, stops early or fails (an exception, a NaN loss) leaves the pack at once
 and the others go on; its slot is refilled from the work source (continuous packing). The energy
-of the machine is split among the members by their images x MACs (`emissions.EnergySplit`).
-`run_trial` is a pack of one.
+of the machine is split among the members by their images x MACs: the pack is given the split
+(`energy`, `measure.emissions.EnergySplit` for trials) and each run's `terms.energy`, and records
+each run's share in its report; the engine itself imports no measurement. `run_trial` is a pack of
+one.
 """
 
 import logging
 import time
 from dataclasses import dataclass
 
-from layerlth.measure.emissions import EnergySplit
-from layerlth.training.fusion import Fusion
+from layerlth.training.packs.fusion import Fusion
 
 log = logging.getLogger("layerlth")
 IDLE_POLL_SECONDS = 0.5  # how often an empty pack asks its source for work that is not ready yet
@@ -56,19 +57,38 @@ class _Member:
         self.key, self.work, self.run = key, work, None
 
 
+class Unmetered:
+    """An energy split that meters nothing (a pack given none): every run's energy is None."""
+
+    def join(self, run, terms):
+        return {run: {"energy_kwh": None, "co2_kg": None, "gpu_share": terms.gpu_share,
+                      "emissions_method": "disabled"}}
+
+    def settle(self):
+        return {}
+
+    def leave(self, run):
+        return {}
+
+    def close(self):
+        pass
+
+
 class Pack:
-    def __init__(self, slots, log_failures=True):
+    def __init__(self, slots, log_failures=True, energy=Unmetered):
         """`log_failures`: log each member's failure as it leaves (a pack of one raises it to its
-        caller instead, who reports it: logged here too, the user would read it twice)."""
+        caller instead, who reports it: logged here too, the user would read it twice). `energy`
+        makes the pack's energy split (`measure.emissions.EnergySplit`): `join(run, terms)`,
+        `settle()`, `leave(run)` each return {run: its energy so far}; `close()`."""
         if slots < 1:
             raise ValueError(f"a pack needs at least 1 slot, got {slots}")
-        self.slots, self.log_failures = slots, log_failures
+        self.slots, self.log_failures, self.energy = slots, log_failures, energy
         self.fusion = Fusion()
 
     def run(self, source):
         """Train what `source` hands out, `slots` at a time; yield a `Finished` per member as it leaves."""
         source = source if hasattr(source, "take") else Works(source)
-        active, energy = [], EnergySplit()
+        active, energy = [], Metering(self.energy())
         try:
             while True:
                 for key, work in source.take(self.slots - len(active)) if len(active) < self.slots else ():
@@ -120,18 +140,46 @@ class Pack:
                     log.error("pack member %s failed: %s: %s", member.key, type(failure).__name__, failure)
                 return Finished(member.key, error=failure)
             member.run, error = run, None
-            energy.join(run, *run.energy_terms)
-            run.before_callbacks = energy.settle
+            energy.join(run)
             try:
-                run.begin()
+                run.begin(before_callbacks=energy.settle)
                 return None
             except Exception as failure:  # noqa: BLE001
                 error = failure
 
 
-def run_alone(work):
+class Metering:
+    """The pack's split and its runs: each reading recorded in the runs' reports, and the most runs
+    that shared the process with each."""
+
+    def __init__(self, split):
+        self.split, self.runs = split, []
+
+    def join(self, run):
+        self.runs.append(run)
+        self._record(self.split.join(run, run.terms.energy))
+        for other in self.runs:
+            other.report.shares_process(len(self.runs))
+
+    def settle(self):
+        self._record(self.split.settle())
+
+    def leave(self, run):
+        self.runs.remove(run)
+        self._record(self.split.leave(run))
+
+    def close(self):
+        self.split.close()
+
+    @staticmethod
+    def _record(energies):
+        for run, energy in energies.items():
+            run.report.metered(energy)
+
+
+def run_alone(work, energy=Unmetered):
     """A trial generator trained by a pack of one: its result, or its exception raised."""
-    [finished] = Pack(1, log_failures=False).run([(None, work)])
+    [finished] = Pack(1, log_failures=False, energy=energy).run([(None, work)])
     if finished.error is not None:
         raise finished.error
     return finished.result

@@ -14,20 +14,19 @@ it had trained alone; the pack then lets each member close its epoch on its own.
 members start their next epoch together, `reload` copies their state in place (a callback may
 have changed it) and the captured graphs stay valid.
 
-On CUDA with `graphed`, the step is captured as one CUDA graph per batch shape (full and partial)
-after `WARMUP_STEPS` eager steps, on the group's own stream, as `steps.GraphedStep` does for one
-run; the learning rates are device tensors filled in place.
+On CUDA with `graphed`, the step and the evaluation are captured by `graphs.Graphs`, the engine's
+one capture mechanism (as `steps.GraphedStep` for one run): one graph per batch shape (full and
+partial) after `WARMUP_STEPS` eager steps at that shape, on the group's own stream, in one memory
+pool; the inputs recorded on that stream; the learning rates device tensors refilled on it, in
+order with the replays. A capture that fails leaves the group eager (`fallback`).
 """
-
-import logging
 
 import torch
 import torch.nn.functional as F
 
-from layerlth.training.fused_net import FusedNet
-from layerlth.training.steps import WARMUP_STEPS, autocast, capture_failure, widened
-
-log = logging.getLogger("layerlth")
+from layerlth.training.graphs import Graphs
+from layerlth.training.packs.fused_net import FusedNet
+from layerlth.training.steps import autocast, widened
 
 
 class FusedGroup:
@@ -48,16 +47,23 @@ class FusedGroup:
         self._load_momentum()
         self.loss_sum = torch.zeros(self.k, device=self.device)
         self.correct = torch.zeros(self.k, device=self.device, dtype=torch.long)
-        self.graphed = graphed and self.device.type == "cuda"
-        self.stream = torch.cuda.Stream(self.device) if self.graphed else None
-        self.warmup_left, self.graphs, self.fallback = WARMUP_STEPS, {}, None
-        self.eval_graphs = {}  # evaluation graphs by batch shape; None after a failed capture
-        self.last_lrs, self.in_epoch = None, False
+        self.graphs = Graphs(self.device, "this fused group") if graphed and self.device.type == "cuda" else None
+        self.eval_sums = [torch.zeros(self.k, dtype=torch.float64, device=self.device) for _ in range(3)]
+        self.last_lrs, self.in_epoch, self.parts = None, False, None
         self.members, self.followers = list(self.runs), []  # followers: (run, its leader), no slot
 
     @property
     def ghosts(self):
         return self.net.ghosts
+
+    @property
+    def graphed(self):
+        """Its steps are graph replays (no capture has failed)."""
+        return self.graphs is not None and self.graphs.graphed
+
+    @property
+    def fallback(self):
+        return None if self.graphs is None else self.graphs.fallback
 
     # ---------------------------------------------------------------- state
     def _weight_decays(self):
@@ -83,14 +89,20 @@ class FusedGroup:
         if values == self.last_lrs:
             return
         self.last_lrs = list(values)
-        self.lr.copy_(torch.tensor(values, dtype=torch.float64).to(self.lr.dtype))
-        with torch.no_grad():
-            for name, view in self.lr_views.items():
-                per = [1] * (view.dim() - 1)
-                if name.startswith("fc."):
-                    view.copy_(self.lr.view(self.k, *per).expand_as(view))
-                else:
-                    view.copy_(self.lr.repeat_interleave(view.shape[0] // self.k).view(-1, *per).expand_as(view))
+        self._on_stream(lambda: self._fill_lrs(values))
+
+    @torch.no_grad()
+    def _fill_lrs(self, values):
+        """On the group's stream, so a replay still queued reads the lrs of its own step; filled
+        from host floats (no host-to-device copy, which would wait for the stream)."""
+        for i, value in enumerate(values):
+            self.lr[i].fill_(value)
+        for name, view in self.lr_views.items():
+            per = [1] * (view.dim() - 1)
+            if name.startswith("fc."):
+                view.copy_(self.lr.view(self.k, *per).expand_as(view))
+            else:
+                view.copy_(self.lr.repeat_interleave(view.shape[0] // self.k).view(-1, *per).expand_as(view))
 
     def _load_momentum(self):
         for i, run in enumerate(self.runs):
@@ -127,49 +139,49 @@ class FusedGroup:
                 if own is not None:
                     set_momentum(run.optimizer, run.model.get_parameter(own), self.net.member_view(name, buffer, i))
 
-    def finish_epoch(self):
-        """The epoch's end: each member written back, evaluated (all at once when their test images
-        are the same), and its sums read from the device in one go for its run to close the epoch."""
+    def step_apart(self, batches, lrs):
+        """One step the members cannot take stacked (their batches differ in size): each member's
+        state written back, one eager step of its own on its own batch at its lr, and its state
+        read back into the stacked tensors. Each member computes exactly what it computes alone."""
         self.write_back()
+        for i, (run, batch, lr) in enumerate(zip(self.runs, batches, lrs)):
+            run.step_alone(batch, lr, into=(self.loss_sum[i], self.correct[i]))
+        self.reload()
+
+    def finish_epoch(self):
+        """The epoch's end: each member written back, its training sums read (the time its training
+        ended taken then, before evaluation, as a run alone times it), evaluated (all at once when
+        their test images are the same), and its sums delivered for its run to close the epoch."""
+        import time
+
+        self.write_back()
+        train = self._on_stream(lambda: torch.stack([self.loss_sum.double(), self.correct.double()]))
+        self.sync()
+        train = train.tolist()  # reading waits for the training: it is done
+        trained_at = time.perf_counter()
         tests = [run.test for run in self.runs]
         fused_test = all(hasattr(t, "shares_making_with") and tests[0].shares_making_with(t) for t in tests)
-        test_sums = self._evaluate(tests[0]) if fused_test else None
-        with self._on_stream():
-            sums = [self.loss_sum.double(), self.correct.double(), *(test_sums or ())]
-        self.sync()
-        values = torch.stack(sums).tolist()  # the one read of the device this epoch
+        test = self._evaluate(tests[0]) if fused_test else None
         for i, run in enumerate(self.runs):
-            run.fused_epoch = {"train": (values[0][i], int(values[1][i]))}
-            if test_sums:
-                count = values[4][i]
-                run.fused_epoch["test"] = (values[2][i] / count, values[3][i] / count)
+            run.deliver((train[0][i], int(train[1][i])), test and (test[0][i] / test[2][i], test[1][i] / test[2][i]),
+                        trained_at)
 
     @torch.no_grad()
     def _evaluate(self, test):
-        """Every member's test loss sum, correct count and image count on the device: one fused
-        forward per test batch (each member's channels see the same images), in eval mode; on CUDA
-        with graphs, a replay per batch (one graph per batch shape)."""
-        sums = self.eval_sums = getattr(self, "eval_sums", None) or [
-            torch.zeros(self.k, dtype=torch.float64, device=self.device) for _ in range(3)]
-        with self._on_stream():
-            for t in sums:
-                t.zero_()
-            for x, y in test:
-                if not self.graphed:
-                    self._eval_batch(x, y, sums)
-                    continue
-                self.stream.wait_stream(torch.cuda.current_stream(self.device))
-                graph = (self.eval_graphs or {}).get(x.shape) or self._capture_eval(x, y, sums)
-                if graph is None:
-                    self._eval_batch(x, y, sums)
-                    continue
-                graph[1].copy_(x)
-                graph[2].copy_(y)
-                graph[0].replay()
-        return sums
+        """Every member's (test loss sum, correct count, image count), read once: one fused forward
+        per test batch (each member's channels see the same images), in eval mode; on CUDA with
+        graphs, a replay per batch (one graph per batch shape)."""
+        self._on_stream(lambda: [t.zero_() for t in self.eval_sums])
+        for x, y in test:
+            if self.graphs is None:
+                self._eval_batch(x, y)
+            else:
+                self.graphs(self._eval_batch, x, y, warmup=1)
+        self.sync()
+        return torch.stack(self.eval_sums).tolist()
 
-    def _eval_batch(self, x, y, sums):
-        k = self.k
+    def _eval_batch(self, x, y):
+        k, sums = self.k, self.eval_sums
         x = x.repeat(1, k, 1, 1).contiguous(memory_format=self.memory_format)
         with autocast(x.device, self.amp):
             logits = self.net.forward(x, training=False)
@@ -178,53 +190,17 @@ class FusedGroup:
         sums[1] += (logits.argmax(-1) == y).sum(1)
         sums[2] += len(y)
 
-    def _capture_eval(self, x, y, sums):
-        """The evaluation of one batch shape as a graph; None (eager from then on) if capture fails."""
-        if self.eval_graphs is None:
-            return None
-        try:
-            torch.cuda.synchronize(self.device)
-            static_x, static_y = x.clone(), y.clone()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._eval_batch(static_x, static_y, sums)
-        except RuntimeError as error:
-            torch.cuda.synchronize(self.device)
-            self.eval_graphs = None
-            log.warning("%s; the fused evaluation runs eagerly", capture_failure(error))
-            return None
-        self.eval_graphs[x.shape] = graph, static_x, static_y
-        return self.eval_graphs[x.shape]
-
     def start_epoch(self):
-        if self.graphed:
-            self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        with self._on_stream():
-            self.loss_sum.zero_()
-            self.correct.zero_()
+        self._on_stream(lambda: (self.loss_sum.zero_(), self.correct.zero_()))
 
     # ---------------------------------------------------------------- the step
     def step(self, xs, y):
         """One step of every member on its own batch: inputs (k, N, C, H, W), labels (k, N)."""
         x = xs.transpose(0, 1).flatten(1, 2).contiguous(memory_format=self.memory_format)  # (N, k x C, H, W)
-        if not self.graphed:
-            return self._train(x, y)
-        current = torch.cuda.current_stream(self.device)
-        self.stream.wait_stream(current)
-        with torch.cuda.stream(self.stream):
-            if self.warmup_left > 0 or self.fallback:
-                self.warmup_left -= 1
-                return self._train(x, y)
-            if x.shape not in self.graphs:
-                try:
-                    self._capture(x, y)
-                except RuntimeError as error:
-                    self._give_up(error)
-                    return self._train(x, y)
-            graph, static_x, static_y = self.graphs[x.shape]
-            static_x.copy_(x)
-            static_y.copy_(y)
-            graph.replay()
+        if self.graphs is None:
+            self._train(x, y)
+        else:
+            self.graphs(self._train, x, y)
 
     def _train(self, x, y):
         k, n = y.shape
@@ -259,7 +235,7 @@ class FusedGroup:
     def _sgd(self, params, grads):
         """torch.optim.SGD's update with each member's lr, as multi-tensor ops over all leaves
         (a few calls per step, not a kernel per leaf)."""
-        self.parts = getattr(self, "parts", None) or self._sgd_parts()
+        self.parts = self.parts or self._sgd_parts()
         for decay, index, p, d_p, bufs, step, views, lrs in self.parts:
             torch._foreach_copy_(d_p, [grads[n] for n in index])
             if decay:
@@ -268,34 +244,21 @@ class FusedGroup:
             torch._foreach_add_(bufs, d_p)
             if self.nesterov:
                 torch._foreach_add_(d_p, bufs, alpha=self.momentum)
-            if self.graphed:  # a captured step reads the lr from device tensors
+            if self.graphs is not None:  # a graphed step (or its eager warm-up) reads the lr from device tensors
                 torch._foreach_sub_(p, torch._foreach_mul(step, lrs))
                 continue
             for (mine, update), lr in zip(views, self.last_lrs):  # SGD's own p + (-lr) d_p: its rounding
                 torch._foreach_add_(mine, update, alpha=-lr)
 
-    def _capture(self, x, y):
-        torch.cuda.synchronize(self.device)
-        static_x, static_y = x.clone(), y.clone()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream):
-            self._train(static_x, static_y)
-        self.graphs[x.shape] = graph, static_x, static_y
-
-    def _give_up(self, error):
-        torch.cuda.synchronize(self.device)
-        self.graphs, self.graphed = {}, False
-        self.fallback = capture_failure(error)
-        log.warning("%s; this fused group goes on with eager steps", self.fallback)
-
-    def _on_stream(self):
-        from contextlib import nullcontext
-
-        return torch.cuda.stream(self.stream) if self.graphed else nullcontext()
+    def _on_stream(self, work):
+        """`work()` where the group's steps run: its graphs' stream, after the caller's work."""
+        if self.graphs is None:
+            return work()
+        return self.graphs.run(work)
 
     def sync(self):
-        if self.stream is not None:
-            torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        if self.graphs is not None:
+            self.graphs.sync()
 
 
 def set_momentum(optimizer, param, value):

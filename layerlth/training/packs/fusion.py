@@ -1,6 +1,6 @@
 """Which of a pack's runs train fused (`fused_group.FusedGroup`), and when.
 
-Runs that asked for it (`Run.fuse`, the trial's `fuse` setting) and share a `fusion_key` (the same
+Runs that asked for it (`RunTerms.fuse`, the trial's `fuse` setting) and share a `fusion_key` (the same
 architecture, batch size, epoch length, SGD settings, label smoothing, amp, memory format, device
 and graph setting) form a group at an epoch's start and train the epoch as one step per tick. At
 the epoch's end the group writes each member back and the pack lets every member close its epoch
@@ -16,25 +16,27 @@ and epochs: say two criteria that removed the same blocks of one initialisation)
 leads, in the group; each other follows it, taking a copy of its weights, momentum and sums at
 every epoch's end, and closes the epoch with its own callbacks and checkpoints. Both rows say so
 (`training_shared_with`).
-"""
 
-import time
+Members whose batches of a step differ in size (a streamed, GPU-decoded batch drops the images
+that do not decode) cannot be stacked: that step, each member takes its own eager step on its own
+batch (`FusedGroup.step_apart`), exactly as it would alone, and the group goes on fused at the next.
+"""
 
 import torch
 
 from layerlth.data.batches import batched
-from layerlth.training.fused_group import FusedGroup, set_momentum
-from layerlth.training.fused_net import fusable
+from layerlth.training.packs.fused_group import FusedGroup, set_momentum
+from layerlth.training.packs.fused_net import fusable
 
 
 def fusion_key(run):
     """What members of one group share, or None for a run that never fuses."""
-    if not run.fuse or run.reduce is not None or getattr(run.stepper, "runner", run.model) is not run.model:
+    if not run.terms.fuse or run.reduce is not None or getattr(run.stepper, "runner", run.model) is not run.model:
         return None
     if not fusable(run.model):
         return None
     recipe, param = run.recipe, next(run.model.parameters())
-    return (run.fuse_tag, run.model.fc.out_features, run.model.conv1.in_channels, recipe.batch_size,
+    return (run.terms.fuse_tag, run.model.fc.out_features, run.model.conv1.in_channels, recipe.batch_size,
             run.data.train_size, run.steps_in_epoch, recipe.momentum, recipe.nesterov, recipe.weight_decay,
             recipe.norm_weight_decay, recipe.label_smoothing, run.amp, run.memory_format, str(param.device),
             param.dtype, run.graphed)
@@ -83,16 +85,15 @@ class Fusion:
         else:
             group.reload()
         group.members, group.followers = list(members), followers
-        for i, run in enumerate(leaders):
-            run.ghost_blocks, run.fused_graphed = group.ghosts[i], group.graphed
+        ghosts = dict(zip(map(id, leaders), group.ghosts))
+        ghosts |= {id(run): ghosts[id(leader)] for run, leader in followers}
         for run, leader in followers:
-            run.ghost_blocks, run.fused_graphed = leader.ghost_blocks, leader.fused_graphed
-            run.batches = iter(())  # it takes no step of its own
-            for one, other in ((run, leader), (leader, run)):
-                one.shared_with = sorted({*one.shared_with, other.label})
+            run.hand_over_batches()  # it takes no step of its own
+            run.report.shares_training_with(leader.terms.label)
+            leader.report.shares_training_with(run.terms.label)
         for run in members:
-            run.fused_group_size = max(run.fused_group_size, len(members))
-            run.started = time.perf_counter()  # its epoch's time starts with the group's
+            run.report.fused(len(members), ghosts[id(run)], group.graphed)
+            run.restart_clock()  # its epoch's time starts with the group's
         group.start_epoch()
         group.in_epoch = True
         group.plans = self._plans(leaders)
@@ -108,7 +109,7 @@ class Fusion:
             return None
         plans = [b.plan() for b in made]
         for run in members:
-            run.batches = iter(())
+            run.hand_over_batches()
         return plans
 
     def _guarded_form(self, members):
@@ -131,7 +132,7 @@ class Fusion:
     @staticmethod
     def _fail(members, error):
         for run in members:
-            run.fused_error = error
+            run.fail(error)
 
     @staticmethod
     def _step(group):
@@ -144,13 +145,16 @@ class Fusion:
         else:
             taken = [run.take_batch() for run in group.runs]
             ended = [b is None for b in taken]
+            if not any(ended) and len({len(b[1]) for b in taken}) > 1:
+                return Fusion._step_apart(group, taken)
             batches = None if any(ended) else (torch.stack([b[0] for b in taken]), torch.stack([b[1] for b in taken]))
         if any(ended):
             if not all(ended):
                 raise RuntimeError("fused members ran out of batches at different steps")
             group.finish_epoch()
             for run in group.members:  # a capture that failed this epoch: it trained eagerly
-                run.fused_graphed = run.fused_graphed and group.graphed
+                if not group.graphed:
+                    run.report.fused_eagerly()
             for run, leader in group.followers:
                 mirror(run, leader)
             group.in_epoch = False
@@ -158,7 +162,7 @@ class Fusion:
         xs, y = batches
         xs = xs.view(len(group.runs), -1, *xs.shape[-3:])
         for i, run in enumerate(group.runs):
-            if run.own_peak_bytes is None and xs.is_cuda:
+            if run.report.own_peak_bytes is None and xs.is_cuda:
                 run.measure_alone((xs[i], y[i]))
         group.set_lrs([run.next_lr() for run in group.runs])
         group.step(xs, y)
@@ -167,7 +171,17 @@ class Fusion:
         for run, leader in group.followers:
             run.next_lr()
             run.count((None, y[group.runs.index(leader)]))
-            run.own_peak_bytes = run.own_peak_bytes or leader.own_peak_bytes
+            run.report.peak(leader.report.own_peak_bytes)
+        return True
+
+    @staticmethod
+    def _step_apart(group, taken):
+        """A step whose batches differ in size: each member steps alone (`FusedGroup.step_apart`);
+        a follower counts its leader's batch, as in a fused step."""
+        group.step_apart(taken, [run.next_lr() for run in group.runs])
+        for run, leader in group.followers:
+            run.next_lr()
+            run.count(taken[group.runs.index(leader)])
         return True
 
 
@@ -201,4 +215,4 @@ def mirror(follower, leader):
         buffer = leader.optimizer.state.get(q, {}).get("momentum_buffer")
         if buffer is not None:
             set_momentum(follower.optimizer, p, buffer)
-    follower.fused_epoch = dict(leader.fused_epoch)
+    follower.mirror(leader)
