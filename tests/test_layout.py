@@ -73,3 +73,29 @@ def test_the_tree_is_small_at_every_level():
     too_long = {str(p.relative_to(ROOT)): n for p in ROOT.glob("[lbt]*/**/*.py")
                 if ".venv" not in p.parts and (n := len(p.read_text().splitlines())) > 400}
     assert not too_long, too_long
+
+
+def package_of(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in PACKAGES) else None
+
+
+PACKAGES = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+
+
+def package_imports():
+    """{package: the other layerlth packages its modules import}, lazy imports included."""
+    found = {}
+    for name, targets in GRAPH.items():
+        here = package_of(name)
+        if here is None:
+            continue
+        found.setdefault(here, set()).update(p for p in map(package_of, targets) if p not in (None, here))
+    return found
+
+
+def test_the_engine_the_measurements_the_criteria_and_the_tickets_never_import_each_other_both_ways():
+    among = {"training", "measure", "criteria", "tickets"}
+    imports = package_imports()
+    both_ways = sorted((a, b) for a in among for b in among if a < b and b in imports.get(a, ()) and a in imports.get(b, ()))
+    assert not both_ways, both_ways
