@@ -6,8 +6,9 @@
   python benchmarks/gpu_suite.py OUT_DIR --dry                               # its plumbing on a CPU, in seconds
 
 Stages, in this order:
-  tests       `python -m pytest -m cuda tests/test_cuda.py tests/test_cuda_graphs.py tests/test_cuda_fusion.py` in a
-              subprocess (LAYERLTH_TEST_DATA = --data),
+  tests       `python -m pytest -m cuda tests/test_cuda_engine.py tests/test_cuda_fusion.py tests/test_cuda_graphs.py
+              tests/test_cuda.py` in a subprocess (LAYERLTH_TEST_DATA = --data), the engine's stream and graph
+              rules first, whole, in time of their own (120 s, or what the budget leaves),
               then one short run_trial per kind (dense, at_init, after_training, filter) eager on CUDA, and
               one as CUDA's default trains it (graphed), emissions off (suite_stages.py)
   throughput  throughput.py: the plain DataLoader loop (2 workers) vs layerlth's eager step in fp32, on its
@@ -19,9 +20,11 @@ Stages, in this order:
               (p = 12 against the paper's 2.03x), then ResNet32
   packing     packs.py: packs of k = 1, 2, 4, 8, 16 resnet32 trials in one process (each step a graph
               replay on the member's stream): aggregate images/s, trials/hour against one per GPU
-  fusion      suite_fusion.py: k separate vs one grouped convolution at the CIFAR ResNets' shapes (TFLOP/s),
+  fusion      suite_fusion.py: k separate vs one grouped convolution at every shape of the CIFAR ResNets
+              (3x3, the 3-channel stem, the 1x1 projections; TFLOP/s, cuDNN's autotuner off and on),
               then packs of resnet32 on 50k synthetic on-device images: 8 separate members vs fused
-              groups of 1, 4, 8, 16 (aggregate images/s); `faster` decides `fuse: auto`
+              groups of 1, 4, 8, 16 (aggregate images/s, how each really trained); `faster` decides
+              `fuse: auto`
   imagenet    suite_imagenet.py: JPEGs written here at ImageNet's sizes, streamed by layerlth's pipeline
               (decode + RandomResizedCrop in DataLoader workers): its images/s alone, and bf16 ResNet-50
               training images/s fed by it vs fed by synthetic tensors on the device
@@ -30,10 +33,10 @@ Stages, in this order:
               `--trials-per-gpu auto` read (copy it over layerlth/sweep/measured_throughput.json to use
               it); and the hours `sweeps/run.py --grid paper --dry-run` gives with it (no Ray)
 
-Budget: the run ends within --budget seconds. Each stage gets a cap: its share of the time still
-left (tests 14%, throughput 12%, engines 18%, speedup 6%, packing 16%, fusion 16%, imagenet 8%, record 10% when
-all run), so a stage that
-finishes early leaves its time to the later ones; `--cap STAGE=SECONDS` sets a stage's cap. A stage
+Budget: the run ends within --budget seconds. The tests stage has 120 s of its own (or what the
+budget leaves); each later stage gets a cap: its share of the time still left (throughput 12%,
+engines 18%, speedup 6%, packing 16%, fusion 20%, imagenet 10%, record 10% when all run), so a stage
+that finishes early leaves its time to the later ones; `--cap STAGE=SECONDS` sets a stage's cap. A stage
 past its cap is stopped (SIGALRM; packing's processes killed) and keeps what it measured so far.
 Measurements take fewer steps in a smaller cap, never fewer variants. A watchdog ends the run at
 the budget whatever it is doing, after writing the summary.

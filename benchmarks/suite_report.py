@@ -78,17 +78,21 @@ def section_record(r):
 def section_fusion(r):
     lines = []
     if r.get("convs"):
-        lines += ["k separate 3x3 convolutions against one grouped convolution (groups = k), forward and both "
-                  "gradients, TFLOP/s:", "",
-                  table(["channels", "px", "k", "separate", "grouped", "grouped / separate"],
-                        [[c["channels"], c["px"], c["k"], _num(c["separate_tflops"], 2), _num(c["grouped_tflops"], 2),
+        lines += ["k separate convolutions against one grouped convolution (groups = k), forward and both "
+                  "gradients, TFLOP/s, cuDNN's autotuner off and on:", "",
+                  table(["shape", "k", "autotuned", "separate", "grouped", "grouped / separate"],
+                        [[c.get("shape", f"{c['channels']}@{c['px']}"), c["k"], "yes" if c.get("autotuned") else "no",
+                          _num(c["separate_tflops"], 2), _num(c["grouped_tflops"], 2),
                           _num(c["grouped_tflops"] / c["separate_tflops"], 2)] for c in r["convs"]]), ""]
     if r.get("rows"):
         lines += ["Packs on synthetic on-device images (epochs after the first):", "", table(r["headers"], r["rows"])]
     if "faster" in r:
         ratio = r.get("fused_over_separate")
         lines += ["", f"Fused faster than separate members: {'yes' if r['faster'] else 'no'}"
-                      + (f" ({ratio:.2f}x)" if ratio else "") + "; `fuse: auto` follows this."]
+                      + (f" ({ratio:.2f}x)" if ratio else "")
+                      + ("" if r.get("fair", True) else "; not a fair comparison (a pack did not train on its "
+                                                        "intended path, see 'trained as')")
+                      + "; `fuse: auto` follows this."]
     return lines
 
 

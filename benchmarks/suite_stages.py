@@ -41,8 +41,14 @@ def toy_batch(*modules):
         module.BATCH = 32
 
 
+# the CUDA tests, in this order: the engine's stream and graph rules first (the checks a GPU session
+# exists for), then fusion, the graphed step and packs, and the rest
+CUDA_TESTS = ("tests/test_cuda_engine.py", "tests/test_cuda_fusion.py", "tests/test_cuda_graphs.py", "tests/test_cuda.py")
+TRIALS_S = 30  # kept from the tests stage's time for the five short trials after pytest
+
+
 def stage_tests(suite, found):
-    found["pytest"] = run_pytest(suite, timeout=max(10.0, 0.7 * suite.stage_left()))
+    found["pytest"] = run_pytest(suite, timeout=max(10.0, suite.stage_left() - TRIALS_S))
     suite.write()
     from layerlth.tickets.trial import run_trial
 
@@ -94,8 +100,7 @@ def run_pytest(suite, timeout):
         env["LAYERLTH_TEST_DATA"] = str(Path(suite.args.data).resolve())
     if suite.args.dry:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the plumbing check: the CUDA tests skip, as on a CPU, on any machine
-    command = [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-rfEs", "-p", "no:cacheprovider",
-               "tests/test_cuda.py", "tests/test_cuda_graphs.py", "tests/test_cuda_fusion.py"]
+    command = [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-rfEs", "-p", "no:cacheprovider", *CUDA_TESTS]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     timed_out = False
