@@ -37,11 +37,11 @@ class Graphs:
     hold), then as the replay of a graph captured for that shape. `what` names the owner in the
     fallback warning ("this run", "this fused group")."""
 
-    def __init__(self, device, what="this run", warmup=WARMUP_STEPS, stream=None):
+    def __init__(self, device, what="this run", warmup=WARMUP_STEPS, before_capture=None):
         self.device, self.what, self.warmup = torch.device(device), what, warmup
-        self.stream = stream or torch.cuda.Stream(self.device)
+        self.stream = torch.cuda.Stream(self.device)
         self.graphs, self.calls, self.pool, self.fallback = {}, {}, None, None
-        self.before_capture = None  # called before each capture (the solo step's gradients)
+        self.before_capture = before_capture  # called before each capture (the solo step's gradients)
 
     @property
     def graphed(self):

@@ -116,8 +116,7 @@ class GraphedStep:
             raise ValueError(f"a graphed training step needs a CUDA device, not {device}")
         self.model, self.optimizer, self.amp = model, make_graphable(optimizer, device), amp
         self.batch_size, self.device, self.smoothing = batch_size, device, smoothing
-        self.graphs = Graphs(device, "this run", warmup)
-        self.graphs.before_capture = self._before_capture
+        self.graphs = Graphs(device, "this run", warmup, before_capture=self._before_capture)
         self.stream = self.graphs.stream
         self.captured = False  # a graph was captured once (the gradients it made persist)
         with torch.cuda.stream(self.stream):

@@ -49,7 +49,8 @@ class FusedGroup:
         self.correct = torch.zeros(self.k, device=self.device, dtype=torch.long)
         self.graphs = Graphs(self.device, "this fused group") if graphed and self.device.type == "cuda" else None
         self.eval_sums = [torch.zeros(self.k, dtype=torch.float64, device=self.device) for _ in range(3)]
-        self.last_lrs, self.in_epoch, self.parts = None, False, None
+        self.last_lrs, self.parts = None, None
+        self.in_epoch, self.plans = False, None  # plans: the leaders' batch plans, when the group makes them
         self.members, self.followers = list(self.runs), []  # followers: (run, its leader), no slot
 
     @property
@@ -190,8 +191,15 @@ class FusedGroup:
         sums[1] += (logits.argmax(-1) == y).sum(1)
         sums[2] += len(y)
 
-    def start_epoch(self):
+    def start_epoch(self, members, followers, plans):
+        """An epoch of `members`: the leaders (its runs) and their `followers` ((run, leader): each
+        trains exactly as its leader, without a slot); `plans`: the leaders' batch plans when the
+        group makes their batches, else None."""
+        self.members, self.followers, self.plans, self.in_epoch = list(members), followers, plans, True
         self._on_stream(lambda: (self.loss_sum.zero_(), self.correct.zero_()))
+
+    def end_epoch(self):
+        self.in_epoch = False
 
     # ---------------------------------------------------------------- the step
     def step(self, xs, y):

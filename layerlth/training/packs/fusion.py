@@ -84,7 +84,6 @@ class Fusion:
             self.groups.append(group)
         else:
             group.reload()
-        group.members, group.followers = list(members), followers
         ghosts = dict(zip(map(id, leaders), group.ghosts))
         ghosts |= {id(run): ghosts[id(leader)] for run, leader in followers}
         for run, leader in followers:
@@ -94,9 +93,7 @@ class Fusion:
         for run in members:
             run.report.fused(len(members), ghosts[id(run)], group.graphed)
             run.restart_clock()  # its epoch's time starts with the group's
-        group.start_epoch()
-        group.in_epoch = True
-        group.plans = self._plans(leaders)
+        group.start_epoch(members, followers, self._plans(leaders))
         return group
 
     @staticmethod
@@ -157,7 +154,7 @@ class Fusion:
                     run.report.fused_eagerly()
             for run, leader in group.followers:
                 mirror(run, leader)
-            group.in_epoch = False
+            group.end_epoch()
             return False
         xs, y = batches
         xs = xs.view(len(group.runs), -1, *xs.shape[-3:])
