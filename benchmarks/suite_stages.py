@@ -43,7 +43,8 @@ def toy_batch(*modules):
 
 # the CUDA tests, in this order: the engine's stream and graph rules first (the checks a GPU session
 # exists for), then fusion, the graphed step and packs, and the rest
-CUDA_TESTS = ("tests/test_cuda_engine.py", "tests/test_cuda_fusion.py", "tests/test_cuda_graphs.py", "tests/test_cuda.py")
+CUDA_TESTS = ("tests/test_cuda_engine.py", "tests/test_cuda_fusion.py", "tests/test_cuda_graphs.py",
+              "tests/test_cuda_decode.py", "tests/test_cuda.py")
 TRIALS_S = 30  # kept from the tests stage's time for the five short trials after pytest
 
 

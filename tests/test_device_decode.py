@@ -95,3 +95,107 @@ def test_decoding_on_the_gpu_needs_a_gpu_and_a_dataset_that_streams(folder):
         validate(TrialConfig(kind="dense", arch="resnet20", dataset="cifar10", device="cuda", data_decode="cuda"))
     with pytest.raises(ValueError, match="data_decode"):
         TrialConfig.from_dict({"data_decode": "gpu"})
+
+
+def odd_folder(folder, root, kinds):
+    """A copy of `folder` whose first train JPEGs are re-saved as `kinds` say: cmyk, gray,
+    progressive, 444 (no chroma subsampling), truncated (its last third cut off)."""
+    import shutil
+
+    copy = shutil.copytree(folder, root)
+    victims = sorted((copy / "train").rglob("*.jpg"))
+    for kind, path in zip(kinds, victims):
+        with Image.open(path) as image:
+            image.load()
+        if kind == "cmyk":
+            image.convert("CMYK").save(path, "JPEG", quality=90)
+        elif kind == "gray":
+            image.convert("L").save(path, "JPEG", quality=90)
+        elif kind == "progressive":
+            image.save(path, "JPEG", quality=90, progressive=True)
+        elif kind == "444":
+            image.save(path, "JPEG", quality=90, subsampling=0)
+        elif kind == "truncated":
+            data = path.read_bytes()
+            path.write_bytes(data[:2 * len(data) // 3])
+    return copy
+
+
+def test_odd_jpegs_train_on_the_images_the_cpu_path_trains_on(folder, on_the_device, tmp_path):
+    """CMYK goes to its worker (nvJPEG cannot); a truncated JPEG too, where Pillow refuses it as the
+    CPU path does; grayscale, progressive and 4:4:4 JPEGs go to the device."""
+    from layerlth.data.stream_loader import StreamImages
+    from layerlth.data.streams import open_source
+
+    odd = odd_folder(folder, tmp_path / "odd", ["cmyk", "gray", "progressive", "444", "truncated"])
+    cpu, cpu_data = batches(odd, "cpu", True)
+    device, data = batches(odd, "cuda", True)
+    assert data.skipped == cpu_data.skipped == 1  # the truncated one, both ways
+    assert [len(y) for _, y in device] == [len(y) for _, y in cpu]
+    for (a, ya), (b, yb) in zip(cpu, device):
+        assert torch.equal(ya, yb)
+        levels = (a - b).abs() * data.channel_stats[1][:, None, None]
+        assert levels.mean() < 0.5
+    source, images = open_source(odd), None
+    images = StreamImages(source, "train", 48, seed=5, decode_on="cuda")
+    kinds = torch.cat([images.read(group)[0].kinds for group in range(len(source.groups("train")))])
+    assert int((kinds == device_decode.PIXELS).sum()) == 3  # the PNG, the CMYK and the truncated one
+
+
+def refusing(kind):
+    """A stand-in nvJPEG that fails as `kind` says, else decodes with Pillow."""
+    def decoder(blobs, device):
+        if kind == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if kind == "not compiled":
+            raise RuntimeError("decode_jpegs_cuda: torchvision not compiled with nvJPEG support")
+        if kind == "allocator":
+            raise RuntimeError("nvjpegDecodeBatchedInitialize failed: NVJPEG_STATUS_ALLOCATOR_FAILURE")
+        if kind == "everything":
+            raise RuntimeError("nvjpegDecode failed: 8")
+        progressive = [b for b in blobs if b"\xff\xc2" in b.numpy().tobytes()]  # an SOF2 marker
+        if kind == "progressive" and progressive:
+            raise RuntimeError("nvjpegDecode failed: JPEG not supported")
+        return pillow_decoder(blobs, device)
+    return decoder
+
+
+def test_a_jpeg_nvjpeg_refuses_is_decoded_by_pillow_not_skipped(folder, monkeypatch, tmp_path):
+    odd = odd_folder(folder, tmp_path / "progressive", ["progressive", "progressive"])
+    monkeypatch.setattr(device_decode, "nvjpeg", refusing("progressive"))
+    cpu, _ = batches(odd, "cpu", True)
+    device, data = batches(odd, "cuda", True)
+    assert data.skipped == 0 and [len(y) for _, y in device] == [len(y) for _, y in cpu]
+    for (a, _), (b, _) in zip(cpu, device):
+        assert ((a - b).abs() * data.channel_stats[1][:, None, None]).mean() < 0.5
+
+
+@pytest.mark.parametrize("kind, error, says", [("oom", torch.OutOfMemoryError, "out of memory"),
+                                               ("not compiled", device_decode.DecodeFailure, "not compiled"),
+                                               ("allocator", device_decode.DecodeFailure, "allocator_failure"),
+                                               ("everything", device_decode.DecodeFailure, "decoded none of")])
+def test_a_failure_that_is_not_an_images_stops_with_its_own_message(folder, monkeypatch, kind, error, says):
+    monkeypatch.setattr(device_decode, "nvjpeg", refusing(kind))
+    with pytest.raises(error) as raised:
+        batches(folder, "cuda", True)
+    assert says in str(raised.value).lower()
+
+
+def test_a_batch_whose_every_image_is_skipped_is_not_trained_on(folder, monkeypatch):
+    """Its loss would be NaN and the trial would end as diverged: the wrong diagnosis."""
+    monkeypatch.setattr(device_decode, "decode_all", lambda blobs, device: [None] * len(blobs))  # none decodes
+    made, data = batches(folder, "cuda", True)
+    assert made == [] and data.skipped == 95  # its 95 JPEGs; the PNG, decoded by its worker, is one image alone
+
+
+def test_planned_images_slice_as_views_and_join_without_python_per_image():
+    items = [(device_decode.JPEG, bytes([n]) * (n + 1), [n, 0, 1, 1, 0]) for n in range(6)]
+    planned = device_decode.Planned.of(items)
+    head, tail = planned[:2], planned[2:]
+    assert head.data.data_ptr() == planned.data.data_ptr() and len(head) == 2 and len(tail) == 4
+    assert tail.item(0).tolist() == [2, 2, 2] and tail.plans[0].tolist() == [2, 0, 1, 1, 0]
+    joined = device_decode.Planned.cat([tail, head])
+    again = device_decode.Planned.of(items[2:] + items[:2])
+    assert torch.equal(joined.data, again.data) and torch.equal(joined.offsets, again.offsets)
+    assert torch.equal(joined.kinds, again.kinds) and torch.equal(joined.plans, again.plans)
+    assert len(planned[6:]) == 0 and len(device_decode.Planned.cat([planned[6:], head])) == 2

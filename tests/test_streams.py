@@ -202,3 +202,23 @@ def test_an_s3_prefix_streams_the_same_images_and_keeps_the_hash(folder, shards,
             streams.open_source("s3://no-such-bucket/x")
         with pytest.raises(streams.StreamError, match="cannot list the dataset at 's3://layerlth/empty'"):
             streams.open_source("s3://layerlth/empty")  # a prefix holding nothing does not exist on S3
+
+
+def test_shards_read_in_two_worker_processes_and_under_torch_distributed_give_the_folders_batches(
+        folder, shards, tmp_path):
+    """layerlth splits a split's groups among ranks and DataLoader workers itself: webdataset must
+    not split a shard again (by worker it would hand a second worker nothing, by node it refuses to
+    run once torch.distributed is initialised, as in a trial across Ray Train workers)."""
+    import torch.distributed as dist
+
+    a, b = streams.open_source(folder), streams.open_source(shards)
+    alone, _ = epoch(a, 2, 0, workers=0)
+    two, _ = epoch(b, 2, 0, workers=2)
+    assert len(two) == len(alone) > 2
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(alone, two))
+    dist.init_process_group("gloo", rank=0, world_size=1, store=dist.FileStore(str(tmp_path / "store"), 1))
+    try:
+        ranked, _ = epoch(b, 2, 0, workers=2, rank=0, world=1)
+    finally:
+        dist.destroy_process_group()
+    assert all(torch.equal(p[0], q[0]) for p, q in zip(alone, ranked))

@@ -121,8 +121,12 @@ class Normalised:
         for x, y in self.batches:
             if isinstance(x, Planned):  # encoded: decoded, cropped and flipped on the device
                 x, ok = assemble(x, self.data.size, self.augment, self.data.device)
-                self.data.skipped += int((~ok).sum())
-                x, y = x[ok.to(x.device)], y[ok]
+                if not ok.all():  # `ok` is on the CPU: no device sync for a batch that all decoded
+                    self.data.skipped += int((~ok).sum())
+                    keep = ok.nonzero().view(-1)
+                    x, y = x.index_select(0, keep.to(x.device)), y[keep]
+                if len(y) < (2 if self.augment or self.batches.images.train else 1):
+                    continue  # nothing left to train on (BN needs two images): its loss would be NaN
             x = x.to(self.data.device, non_blocking=True).float().sub_(mean).div_(std)
             yield x.contiguous(memory_format=self.memory_format), y.to(self.data.device, non_blocking=True)
             self.data.skipped += self.batches.skipped - skipped

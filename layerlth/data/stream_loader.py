@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from layerlth.data.device_decode import JPEG, PIXELS, Planned, eval_plan, jpeg_size
+from layerlth.data.device_decode import JPEG, PIXELS, Planned, eval_plan, for_the_device
 from layerlth.data.streams import decode
 
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
@@ -140,13 +140,14 @@ class StreamImages(torch.utils.data.IterableDataset):
 
     def _planned(self, pairs, order, group):
         """The group for decoding on the device: each JPEG's bytes with its crop and flip, drawn as
-        `transform` draws them; other images transformed here. A header that does not read is
-        skipped (decoded False), as a corrupt image is."""
+        `transform` draws them; other images (PNGs, CMYK or truncated JPEGs: `for_the_device`)
+        decoded and transformed here, an image that does not decode skipped (decoded False), as a
+        corrupt image is on the CPU path."""
         items, decoded = [], torch.ones(len(order), dtype=torch.bool)
         for n, position in enumerate(order):
             data = pairs[position][1]
             generator = _generator(self.seed, self.epoch, group, position) if self.augment else None
-            size = jpeg_size(data)
+            size = for_the_device(data)
             if size is not None:
                 plan = ([*crop_box(*size, generator), int(torch.rand(1, generator=generator).item() < 0.5)]
                         if self.augment else eval_plan(*size, self.size, EVAL_CROP))
@@ -196,13 +197,18 @@ class StreamBatches:
                                              prefetch_factor=2 if self.workers else None)
         xs, ys, held = [], [], 0
         for images, labels, decoded in loader:
-            self.skipped += int((~decoded).sum())
-            xs.append(images[decoded])
-            ys.append(labels[decoded])
-            held += len(ys[-1])
+            if not decoded.all():
+                self.skipped += int((~decoded).sum())
+                images, labels = images[decoded], labels[decoded]
+            xs.append(images)
+            ys.append(labels)
+            held += len(labels)
+            if held < self.batch_size:
+                continue
+            x, y = _join(xs), torch.cat(ys)  # once per group read: each batch below is a view of it
             while held >= self.batch_size:
-                x, y = _join(xs), torch.cat(ys)
                 yield x[:self.batch_size], y[:self.batch_size]
-                xs, ys, held = [x[self.batch_size:]], [y[self.batch_size:]], held - self.batch_size
+                x, y, held = x[self.batch_size:], y[self.batch_size:], held - self.batch_size
+            xs, ys = [x], [y]
         if held >= (2 if self.images.train else 1) and not full_only:  # BN cannot train on one image
             yield _join(xs), torch.cat(ys)

@@ -171,7 +171,11 @@ def read_shard(path):
     import webdataset as wds
 
     found = []
-    for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
+    # layerlth splits groups among ranks and DataLoader workers itself: webdataset must not split the
+    # one shard again (by node it refuses once torch.distributed is up; by worker it would hand every
+    # worker but the first nothing)
+    for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False, nodesplitter=None,
+                                 workersplitter=None):
         suffix = next((s for s in ("jpg", "jpeg", "png") if s in sample), None)
         if suffix is None or "cls" not in sample:
             raise StreamError(f"{path}: sample {sample['__key__']!r} lacks an image (.jpg/.png) or its .cls label")
