@@ -21,13 +21,22 @@ def folder(cifar_fixture, tmp_path_factory):
     return write_folder(cifar_fixture, tmp_path_factory.mktemp("parallel"), train=512, val=128)
 
 
+@pytest.fixture(scope="module")
+def shards(folder, tmp_path_factory):
+    from layerlth.cli import main
+
+    target = tmp_path_factory.mktemp("parallel-shards")
+    main(["shard", str(folder), str(target)])
+    return target
+
+
 def config(folder, **changes):
     return dict(kind="at_init", criterion="grasp", p=1, arch="resnet20", dataset=str(folder), image_size=32,
                 recipe="he2016", epochs=2, batch_size=64, score_batches=1, emissions=False, device="cpu",
                 data_workers=0, seed=3) | changes
 
 
-def rank_main(rank, world, folder, out):
+def rank_main(rank, world, folder, out, data_workers=0):
     """One rank: its row, its weights after each epoch and a digest of them after every optimizer
     step, written for the test to compare."""
     from layerlth import run_trial
@@ -46,7 +55,7 @@ def rank_main(rank, world, folder, out):
 
     hook = register_optimizer_step_post_hook(digest)
     with training_in_parallel(Parallel(rank, world)):
-        row = run_trial(config(folder, workers=world), callbacks=[keep])
+        row = run_trial(config(folder, workers=world, data_workers=data_workers), callbacks=[keep])
     hook.remove()
     with training_in_parallel(Parallel(rank, world)):
         # a dense run: rank 0 alone locks and writes the shared store, both train (no rank waits on a lock)
@@ -57,8 +66,12 @@ def rank_main(rank, world, folder, out):
     dist.destroy_process_group()
 
 
-def test_two_ranks_train_the_same_ticket_on_disjoint_shares_and_agree_after_every_step(folder, tmp_path):
-    mp.spawn(rank_main, args=(2, folder, tmp_path), nprocs=2, join=True)
+@pytest.mark.parametrize("layout", ["folder", "shards"])
+def test_two_ranks_train_the_same_ticket_on_disjoint_shares_and_agree_after_every_step(layout, request, tmp_path):
+    """A folder, and its shards read by two DataLoader workers per rank (webdataset must split
+    neither by node nor by worker: layerlth splits the groups itself)."""
+    folder = request.getfixturevalue(layout)
+    mp.spawn(rank_main, args=(2, folder, tmp_path, 0 if layout == "folder" else 2), nprocs=2, join=True)
     rows = [json.loads((tmp_path / f"row-{r}.json").read_text()) for r in range(2)]
     weights = [torch.load(tmp_path / f"weights-{r}.pt") for r in range(2)]
     assert rows[0]["removed"] == rows[1]["removed"] and rows[0]["scores"] == rows[1]["scores"]

@@ -32,6 +32,36 @@ def grid(cifar_fixture, tmp_path_factory):
     return path
 
 
+SHARDS_GRID = """
+name: wide-shards
+defaults: {{dataset: {shards}, arch: resnet50, recipe: he2016, epochs: 1, batch_size: 32, image_size: 64,
+           score_batches: 1, score_batch_size: 16, data_workers: 2, workers: 2, emissions: false}}
+studies:
+  - {{kind: dense}}
+  - {{kind: at_init, criterion: grasp, p: 1}}
+"""
+
+
+@pytest.mark.slow  # two ResNet-50 trials of one epoch on 2 workers each: about 2 minutes on 2 cores
+def test_a_sweep_on_shards_trains_each_trial_on_two_workers(ray_session, grid, tmp_path):
+    """The shards `layerlth shard` makes of a folder, read by two Ray Train workers with two
+    DataLoader workers each: one record per trial (webdataset once refused to run under
+    torch.distributed, failing every trial at once)."""
+    from layerlth.cli import main
+
+    shards = tmp_path / "shards"
+    main(["shard", str(grid.parent / "images"), str(shards)])
+    path = tmp_path / "wide-shards.yaml"
+    path.write_text(SHARDS_GRID.format(shards=shards))
+    storage = tmp_path / "store"
+    assert sweep_cli.main(["--grid", str(path), "--storage", str(storage), "--no-wandb"]) == 0
+    found = rows(storage / "wide-shards")
+    assert len(found) == 2 and {r["status"] for r in found.values()} == {"finished"}
+    for row in found.values():
+        assert row["workers"] == 2 and row["data_source"] == "shards" and len(row["history"]) == 1
+        assert row["images_skipped"] == 0
+
+
 @pytest.mark.slow  # two ResNet-50 trials on 2 workers each, one restarted: about 3 minutes on 2 cores
 def test_two_workers_train_each_trial_and_a_killed_worker_costs_one_epoch(ray_session, grid, tmp_path, capsys):
     from layerlth.cli import main
