@@ -11,9 +11,9 @@ from layerlth.data import load_dataset
 from layerlth.foundations.recipes import get_recipe
 from layerlth.models.cifar_resnet import cifar_resnet
 from layerlth.models.surgery import remove_blocks
-from layerlth.training.packs.fused_group import FusedGroup
 from layerlth.training.boundary import RunTerms
 from layerlth.training.loop import Run, TrainingDiverged
+from layerlth.training.packs.fused_group import FusedGroup
 from layerlth.training.packs.pack import Pack, Works
 
 # (seed, removed blocks, start epoch, lr): dense nets, tickets with different removed blocks (ghosts

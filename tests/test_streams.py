@@ -222,3 +222,19 @@ def test_shards_read_in_two_worker_processes_and_under_torch_distributed_give_th
     finally:
         dist.destroy_process_group()
     assert all(torch.equal(p[0], q[0]) for p, q in zip(alone, ranked))
+
+
+def test_every_entry_point_names_a_bucket_it_cannot_list_in_one_line(monkeypatch, capsys, tmp_path):
+    from s3_server import s3_server
+
+    from layerlth.foundations import dataset_identity
+
+    with s3_server() as env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        dataset_identity.stream_identity.cache_clear()
+        with pytest.raises(SystemExit) as exit_:
+            main(["ticket", "--dataset", "s3://no-such-bucket/x", "--out-dir", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1, err
+    assert "cannot list the dataset at 's3://no-such-bucket/x'" in err[0] and "Traceback" not in err[0]

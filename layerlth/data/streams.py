@@ -19,7 +19,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerlth.foundations.dataset_identity import IMAGE_SUFFIXES, SPLITS, digest, folder_tree
+from layerlth.foundations.dataset_identity import (
+    IMAGE_SUFFIXES,
+    SPLITS,
+    DatasetUnreadable,
+    digest,
+    folder_tree,
+    list_files,
+)
 from layerlth.foundations.dataset_identity import (
     SHARD_INDEX as INDEX,  # classes and members of `layerlth shard`
 )
@@ -63,9 +70,9 @@ def _opened(location):
     if storage.local and not Path(storage.location).is_dir():
         raise StreamError(f"dataset folder {location!r} does not exist; {LAYOUT}")
     try:
-        listing = storage.listing()
-    except OSError as error:  # pyarrow's errors for a bucket or prefix it cannot read
-        raise StreamError(f"cannot list the dataset at {location!r}: {error}") from error
+        listing = list_files(storage)
+    except DatasetUnreadable as error:
+        raise StreamError(str(error)) from error
     if not listing:
         raise StreamError(f"{location!r} holds no files (or cannot be read); {LAYOUT}")
     if any(fnmatch.fnmatch(name, f"{split}-*.tar") for name, _ in listing for split in SPLITS):

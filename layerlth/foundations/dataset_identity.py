@@ -25,6 +25,20 @@ SHARD_INDEX = "layerlth-shards.json"
 BUILT_IN = ("cifar10", "cifar100", "digits", "synthetic")  # names, whatever folders lie about
 
 
+class DatasetUnreadable(ValueError):
+    """A streamed dataset's location that cannot be listed (a bucket or prefix that does not exist,
+    no credentials): named in one line by every entry point, before anything trains."""
+
+
+def list_files(storage):
+    """[(name, size)] of `storage`, or `DatasetUnreadable` naming it and the reason in one line."""
+    try:
+        return storage.listing()
+    except OSError as error:  # pyarrow's errors for a bucket or prefix it cannot read
+        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        raise DatasetUnreadable(f"cannot list the dataset at {storage.location!r}: {reason}") from error
+
+
 def is_stream(name):
     """A dataset named by a directory or an s3:// prefix (built-in names and .npz files are not
     streamed, even where a folder of that name lies in the working directory)."""
@@ -57,7 +71,7 @@ def digest(classes, items):
 def stream_identity(location):
     """`stream:<digest>` of the dataset in directory or s3:// prefix `location`."""
     storage = Storage(location)
-    listing = storage.listing()
+    listing = list_files(storage)
     if SHARD_INDEX in {name for name, _ in listing}:
         listed = storage.read_json(SHARD_INDEX)
         items = {s: [(m[0], m[3]) for shard in listed["splits"][s] for m in shard] for s in SPLITS}

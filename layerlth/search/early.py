@@ -4,8 +4,8 @@ the full curves of finished trials (`tickets.early_stop` stops them while they t
 
 import statistics
 
-from layerlth.tickets.verdict import BASELINE
 from layerlth.tickets.early_stop import behind, curve, rung_epochs
+from layerlth.tickets.verdict import BASELINE
 
 
 def early_loss(ticket_history, dense_history, rungs, margin):

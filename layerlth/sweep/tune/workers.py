@@ -48,8 +48,8 @@ def train_across_workers(params, store):
 
 def worker_loop(loop_config):
     """One Ray Train worker: its rank's attempt at the trial, then the record to the trainer."""
-    from layerlth.sweep.store import SweepStore
     from layerlth.measure.emissions import EnergySplit
+    from layerlth.sweep.store import SweepStore
     from layerlth.training.packs.pack import run_alone
     from layerlth.training.parallel import Parallel, training_in_parallel
 
