@@ -238,3 +238,57 @@ def test_every_entry_point_names_a_bucket_it_cannot_list_in_one_line(monkeypatch
         err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1, err
     assert "cannot list the dataset at 's3://no-such-bucket/x'" in err[0] and "Traceback" not in err[0]
+
+
+def test_a_shard_that_cannot_be_read_is_tried_again_then_named_in_one_line(shards, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(streams, "PAUSE_S", 0.0)
+    copy = shutil.copytree(shards, tmp_path / "shards")
+    source = streams.open_source(copy)
+    first = source.shards["train"][0]
+    data = (copy / first).read_bytes()
+    (copy / first).write_bytes(data[:len(data) // 2])  # truncated inside a member
+    with pytest.raises(streams.StreamError, match=rf"cannot read .*{first} after 3 tries: ReadError"):
+        source.read_group("train", 0)
+    (copy / first).unlink()  # deleted mid-epoch
+    with pytest.raises(streams.StreamError, match=rf"cannot read .*{first} after 3 tries: FileNotFoundError"):
+        source.read_group("train", 0)
+    (copy / first).write_bytes(data)
+    opened, real = [], source.storage.open_stream
+
+    def flaky(name):  # a request that fails once, then reads
+        opened.append(name)
+        if len(opened) == 1:
+            raise OSError("connection reset by peer")
+        return real(name)
+
+    monkeypatch.setattr(source.storage, "open_stream", flaky)
+    assert len(source.read_group("train", 0)) == len(source.groups("train")[0]) and len(opened) == 2
+
+
+def test_shards_stream_from_s3_without_a_copy_and_a_folders_group_reads_concurrently(folder, shards, monkeypatch):
+    import threading
+
+    from s3_server import s3_server
+
+    from layerlth.foundations.storage import Storage
+
+    with s3_server() as env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        for local, prefix in ((folder, "s3://layerlth/f"), (shards, "s3://layerlth/s")):
+            for path in (p for p in local.rglob("*") if p.is_file()):
+                Storage(prefix).write_bytes(path.relative_to(local).as_posix(), path.read_bytes())
+        streams.open_source.cache_clear()
+        there = streams.open_source("s3://layerlth/s")
+        whole = Storage.read_bytes
+        monkeypatch.setattr(Storage, "read_bytes", lambda self, name: (
+            pytest.fail(f"{name} read whole") if name.endswith(".tar") else whole(self, name)))
+        assert [i for i, _ in there.read_group("val", 1)] == streams.open_source(shards).groups("val")[1]
+        threads = set()
+        monkeypatch.setattr(Storage, "read_bytes", lambda self, name: (threads.add(threading.get_ident()),
+                                                                       whole(self, name))[1])
+        group = streams.open_source("s3://layerlth/f").read_group("train", 0)
+        here = streams.open_source(folder).read_group("train", 0)
+        assert [(i, d) for i, d in group] == here and len(threads) > 1

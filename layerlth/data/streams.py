@@ -9,13 +9,21 @@ and groups, and a seed gives both the same order (`stream_loader`).
 
 Identity: `fingerprint()` digests each split's class list and its images' names and sizes, not the
 location, so a copy (S3 to a local disk) keeps its trials' hashes and a changed copy does not.
+
+From an object store (s3://): a shard streams through webdataset's tar reader as it downloads (no
+temporary copy); a folder's group is read with `READERS` concurrent requests. A group that cannot
+be read (a shard deleted mid-epoch or truncated, a request that fails) is tried `TRIES` times with
+a growing pause, then named in one line (`StreamError`): the trial fails, it never hangs.
 """
 
+import concurrent.futures
 import fnmatch
 import functools
 import io
 import json
-import tempfile
+import logging
+import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +41,9 @@ from layerlth.foundations.dataset_identity import (
 from layerlth.foundations.storage import Storage
 
 GROUP = 1000  # images per group of a large folder, and per shard `layerlth shard` writes of it
+READERS = 16  # concurrent requests reading a folder's group from an object store
+TRIES, PAUSE_S = 3, 0.5  # reads of a group before it is named as unreadable; the first pause between
+log = logging.getLogger("layerlth")
 SMALL_GROUPS = 16  # a split of fewer than 16 x GROUP images is read in 16 groups
 
 
@@ -126,8 +137,14 @@ class FolderSource:
 
     def read_group(self, split, index):
         """[(item, encoded bytes)] of one group, in its listed order."""
-        return [(item, self.storage.read_bytes(f"{split}/{item.key}{item.suffix}"))
-                for item in self.groups(split)[index]]
+        items = self.groups(split)[index]
+        names = [f"{split}/{item.key}{item.suffix}" for item in items]
+        if self.storage.local:
+            return retried(lambda: [(i, self.storage.read_bytes(n)) for i, n in zip(items, names)],
+                           f"{self.storage.path(split)} group {index}")
+        with concurrent.futures.ThreadPoolExecutor(READERS) as pool:  # one request per image: many at once
+            return retried(lambda: list(zip(items, pool.map(self.storage.read_bytes, names))),
+                           f"{self.storage.path(split)} group {index}")
 
 
 class ShardSource:
@@ -165,30 +182,44 @@ class ShardSource:
         return self.read_shard(self.shards[split][index])
 
     def read_shard(self, name):
-        if self.storage.local:
-            return read_shard(self.storage.path(name))
-        with tempfile.NamedTemporaryFile(suffix=".tar") as copy:  # webdataset reads a file; one shard at a time
-            copy.write(self.storage.read_bytes(name))
-            copy.flush()
-            return read_shard(copy.name)
+        """[(item, encoded bytes)] of one shard, streamed from its storage (tried `TRIES` times)."""
+        def read():
+            with self.storage.open_stream(name) as stream:
+                return read_shard(stream, self.storage.path(name))
+        return retried(read, self.storage.path(name))
 
 
-def read_shard(path):
-    """[(item, encoded bytes)] of one shard, in its order, through webdataset's tar reader."""
-    import webdataset as wds
+def read_shard(stream, name):
+    """[(item, encoded bytes)] of one shard read from the file object `stream`, in its order,
+    through webdataset's tar reader (groups are split among ranks and workers by layerlth, so
+    webdataset splits nothing). A shard that ends early raises `tarfile.ReadError`."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
 
     found = []
-    # layerlth splits groups among ranks and DataLoader workers itself: webdataset must not split the
-    # one shard again (by node it refuses once torch.distributed is up; by worker it would hand every
-    # worker but the first nothing)
-    for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False, nodesplitter=None,
-                                 workersplitter=None):
+    for sample in group_by_keys(tar_file_expander([{"stream": stream, "url": name}])):
         suffix = next((s for s in ("jpg", "jpeg", "png") if s in sample), None)
         if suffix is None or "cls" not in sample:
-            raise StreamError(f"{path}: sample {sample['__key__']!r} lacks an image (.jpg/.png) or its .cls label")
+            raise StreamError(f"{name}: sample {sample['__key__']!r} lacks an image (.jpg/.png) or its .cls label")
         data = sample[suffix]
         found.append((Item(sample["__key__"], f".{suffix}", int(sample["cls"]), len(data)), data))
     return found
+
+
+def retried(read, name):
+    """`read()`, tried `TRIES` times with pauses of PAUSE_S, 2 PAUSE_S, ...; then `StreamError`
+    naming `name` and the last error in one line."""
+    for attempt in range(TRIES):
+        try:
+            return read()
+        except StreamError:
+            raise  # a shard that reads but is not a layerlth shard: reading again changes nothing
+        except (OSError, tarfile.TarError, ValueError, EOFError) as error:
+            last = error
+            if attempt + 1 < TRIES:
+                log.warning("reading %s failed (%s: %s); trying again", name, type(error).__name__, error)
+                time.sleep(PAUSE_S * 2 ** attempt)
+    reason = str(last).splitlines()[0][:200] if str(last) else type(last).__name__
+    raise StreamError(f"cannot read {name} after {TRIES} tries: {type(last).__name__}: {reason}") from last
 
 
 def fingerprint(source):

@@ -89,6 +89,17 @@ class Storage:
         except FileNotFoundError as error:
             raise FileNotFoundError(f"{self.path(name)} does not exist") from error
 
+    def open_stream(self, name):
+        """A file object reading `name` from its start, streamed (an object store's bytes are not
+        copied first); FileNotFoundError naming it when it is not there."""
+        if self.local:
+            return open(self.path(name), "rb")  # noqa: SIM115 - the caller closes it
+        fs, path = self._remote(name)
+        try:
+            return fs.open_input_stream(path)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{self.path(name)} does not exist") from error
+
     def write_bytes(self, name, data):
         if self.local:
             write_atomic(self.path(name), lambda handle: handle.write(data))
