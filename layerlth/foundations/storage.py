@@ -18,6 +18,9 @@ def is_uri(location):
     return "://" in str(location)
 
 
+STREAM_BUFFER = 8 << 20  # bytes an object-store stream fetches per request
+
+
 class Storage:
     """A directory of the shared storage; names inside it are relative, '/'-separated."""
 
@@ -96,7 +99,7 @@ class Storage:
             return open(self.path(name), "rb")  # noqa: SIM115 - the caller closes it
         fs, path = self._remote(name)
         try:
-            return fs.open_input_stream(path)
+            return fs.open_input_stream(path, buffer_size=STREAM_BUFFER)  # unbuffered, each small read is a request
         except FileNotFoundError as error:
             raise FileNotFoundError(f"{self.path(name)} does not exist") from error
 
