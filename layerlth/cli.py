@@ -150,8 +150,10 @@ def shard(args):
 
     if args.per_shard is not None and args.per_shard < 1:
         raise ValueError(f"--per-shard {args.per_shard}: give a number of images >= 1 (default: a folder's groups)")
+    if args.max_side is not None and args.max_side < 32:
+        raise ValueError(f"--max-side {args.max_side}: give a longer side of at least 32 pixels (default: keep sizes)")
     source = open_source(args.source)
-    written = write_shards(source, args.target, args.per_shard)
+    written = write_shards(source, args.target, args.per_shard, args.max_side)
     counts = {split: len(items) for split, items in source.items.items()}
     print(f"{args.target}: {len(written)} shards, {counts['train']} train and {counts['val']} val images, "
           f"{len(source.classes)} classes")
@@ -212,6 +214,10 @@ def parser():
     p.add_argument("--per-shard", type=int, default=None,
                    help="images per shard (default: the groups a folder is read in, 1,000 for a large split, so "
                         "that both give one order)")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="re-encode every image whose longer side is above this many pixels to that side (JPEG "
+                        "quality 90, PNGs stay PNG): each later decode is cheaper; a new dataset identity, "
+                        "since the files differ (default: the images as they are)")
     p.set_defaults(run=shard)
 
     p = commands.add_parser("demo", help="dense vs GraSP and SNIP tickets on the digits, as a table")

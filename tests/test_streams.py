@@ -292,3 +292,42 @@ def test_shards_stream_from_s3_without_a_copy_and_a_folders_group_reads_concurre
         group = streams.open_source("s3://layerlth/f").read_group("train", 0)
         here = streams.open_source(folder).read_group("train", 0)
         assert [(i, d) for i, d in group] == here and len(threads) > 1
+
+
+def test_shards_with_a_longest_side_hold_the_same_images_smaller_under_a_new_identity(folder, tmp_path):
+    from layerlth.data.stream_data import StreamData
+
+    small = tmp_path / "small"
+    main(["shard", str(folder), str(small), "--max-side", "40"])
+    a, b = streams.open_source(folder), streams.open_source(small)
+    assert [i.key for i in a.items["train"]] == [i.key for i in b.items["train"]] and a.classes == b.classes
+    assert sum(i.size for i in b.items["train"]) < 0.8 * sum(i.size for i in a.items["train"])  # headers stay
+    assert streams.fingerprint(a) != streams.fingerprint(b)  # other files, another dataset
+    image = Image.open(io.BytesIO(b.read_group("train", 0)[0][1]))
+    assert max(image.size) == 40
+    x, _ = epoch(b, 0, 0)
+    assert sum(len(y) for _, y in x) == 300 and x[0][0].shape[1:] == (3, 56, 56)
+    assert StreamData(small, 56, 0).transform_name.startswith("torch-bilinear-antialias")
+    with pytest.raises(SystemExit):
+        main(["shard", str(folder), str(tmp_path / "bad"), "--max-side", "8"])
+
+
+def test_draft_decoding_draws_the_crops_of_full_decoding_and_stays_close(tmp_path):
+    """A crop that shrinks by 2x or more decodes the JPEG at a smaller scale: the same crop of the
+    picture (drawn from the header's size), its pixels within a few levels of a full decode's."""
+    from layerlth.data.stream_loader import _generator, prepare
+
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((640, 480), Image.BICUBIC)
+    buffer = io.BytesIO()
+    smooth.save(buffer, format="JPEG", quality=95)
+    data = buffer.getvalue()
+    for n in range(8):
+        full = prepare(data, 64, True, _generator(0, 0, 0, n), draft=False).int()
+        drafted = prepare(data, 64, True, _generator(0, 0, 0, n), draft=True).int()
+        assert full.shape == drafted.shape == (3, 64, 64)
+        # the same region, decoded at another scale (its edges placed to half a decoded pixel; libjpeg's
+        # scaled IDCT smooths unlike the antialiased resize): a few levels apart, closely correlated
+        assert (full - drafted).abs().float().mean() < 8
+        assert torch.corrcoef(torch.stack([full.flatten(), drafted.flatten()]).float())[0, 1] > 0.97
+    assert torch.equal(prepare(data, 64, False), prepare(data, 64, False))

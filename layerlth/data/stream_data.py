@@ -12,7 +12,7 @@ import os
 import torch
 
 from layerlth.data.device_decode import Planned, assemble
-from layerlth.data.stream_loader import StreamBatches, StreamImages
+from layerlth.data.stream_loader import DRAFT, RESIZE, StreamBatches, StreamImages
 from layerlth.data.streams import open_source
 
 DEFAULT_IMAGE_SIZE = 224
@@ -36,6 +36,13 @@ class StreamData:
         self.limits = dict(limits or {})
         self.name, self.num_classes = os.path.basename(self.location.rstrip("/")), len(self.source.classes)
         self.skipped = 0  # corrupt images dropped so far, all epochs
+
+    @property
+    def transform_name(self):
+        """How the pixels were made, as a row records it (`data_transform`)."""
+        if self.decode_on == "cuda":
+            return "nvjpeg+torch-bilinear-antialias"
+        return RESIZE + ("+jpeg-draft" if DRAFT else "")
 
     @property
     def image_size(self):

@@ -227,10 +227,12 @@ def fingerprint(source):
     return digest(source.classes, {split: [(i.key, i.size) for i in source.items[split]] for split in SPLITS})
 
 
-def write_shards(source, target, per_shard=None):
+def write_shards(source, target, per_shard=None, max_side=None):
     """`layerlth shard`: the source's splits as WebDataset shards in `target` (KEY.<ext>, KEY.cls),
     `per_shard` images each (default: a folder's groups, `group_size`), with an index of classes and
-    members; returns the shard paths."""
+    members; returns the shard paths. `max_side`: each image whose longer side is larger is
+    re-encoded with that longer side (FFCV's preparation: every later decode is cheaper), which
+    changes the files and so the dataset's identity."""
     import webdataset as wds
 
     target = Path(target)
@@ -238,6 +240,8 @@ def write_shards(source, target, per_shard=None):
     written, listed = [], {"classes": source.classes, "splits": {}}
     for split in SPLITS:
         items = [pair for index in range(len(source.groups(split))) for pair in source.read_group(split, index)]
+        if max_side is not None:
+            items = [shrunk(item, data, max_side) for item, data in items]
         size = per_shard or group_size(len(items))
         shards = [items[start:start + size] for start in range(0, len(items), size)]
         listed["splits"][split] = []
@@ -250,6 +254,26 @@ def write_shards(source, target, per_shard=None):
             written.append(path)
     (target / INDEX).write_text(json.dumps(listed))
     return written
+
+
+def shrunk(item, data, max_side):
+    """(item, bytes) with the image's longer side at most `max_side` (antialiased; JPEG quality 90,
+    a PNG stays a PNG); the same pair when it is small enough or does not decode."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if max(image.size) <= max_side:
+                return item, data
+            scale = max_side / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            small = image.convert("RGB").resize(size, Image.BILINEAR, reducing_gap=3.0)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return item, data  # a corrupt image stays as it is: the trial skips and counts it
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG" if item.suffix == ".png" else "JPEG", quality=90)
+    data = buffer.getvalue()
+    return Item(item.key, item.suffix, item.label, len(data)), data
 
 
 def decode(data):

@@ -201,7 +201,7 @@ def streamed(data):
     if not hasattr(data, "stream_batches"):
         return {}
     return {"stream_image_size": data.size, "images_skipped": data.skipped, "data_source": data.source.kind,
-            "data_decode": data.decode_on}
+            "data_decode": data.decode_on, "data_transform": data.transform_name}
 
 
 def engine_used(run):
