@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_engine import dropping
 
 from layerlth import build_for_images
 from layerlth.data import load_dataset
@@ -163,22 +164,6 @@ def test_a_fused_pack_in_bf16_and_channels_last_stays_within_the_solo_layout_spr
         assert f.report.fused_group_size == 3
         assert largest_difference(a, f) <= 4 * spread
         assert abs(a.history[-1]["test_acc"] - f.history[-1]["test_acc"]) <= 0.05
-
-
-def dropping(run, step, keep):
-    """The run's batch at `step` of every epoch keeps only its first `keep` images (as a GPU-decoded
-    streamed batch loses the images that do not decode)."""
-    taken, state = run.take_batch, {"step": 0}
-
-    def take():
-        if run.seen == 0:
-            state["step"] = 0
-        batch = taken()
-        if batch is not None and state["step"] == step:
-            batch = batch[0][:keep], batch[1][:keep]
-        state["step"] += 1
-        return batch
-    run.take_batch = take
 
 
 def test_fused_members_whose_batches_differ_in_size_compute_what_they_compute_alone(cifar, deterministic,

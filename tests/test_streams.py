@@ -251,6 +251,13 @@ def test_a_shard_that_cannot_be_read_is_tried_again_then_named_in_one_line(shard
     (copy / first).write_bytes(data[:len(data) // 2])  # truncated inside a member
     with pytest.raises(streams.StreamError, match=rf"cannot read .*{first} after 3 tries: ReadError"):
         source.read_group("train", 0)
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:  # cut where a member begins: a shorter archive
+        boundary = archive.getmembers()[4].offset
+    (copy / first).write_bytes(data[:boundary])
+    with pytest.raises(streams.StreamError, match=r"ReadError: it holds 2 of its \d+ listed images"):
+        source.read_group("train", 0)
     (copy / first).unlink()  # deleted mid-epoch
     with pytest.raises(streams.StreamError, match=rf"cannot read .*{first} after 3 tries: FileNotFoundError"):
         source.read_group("train", 0)

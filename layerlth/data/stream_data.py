@@ -133,6 +133,10 @@ class Normalised:
                     keep = ok.nonzero().view(-1)
                     x, y = x.index_select(0, keep.to(x.device)), y[keep]
                 if len(y) < (2 if self.augment or self.batches.images.train else 1):
+                    if self.batches.exact is not None:  # data-parallel ranks must all take every step
+                        raise ValueError(f"{self.data.location}: a batch kept {len(y)} of its images after "
+                                         f"skipping those that do not decode; data-parallel ranks step "
+                                         f"together, so this rank cannot leave it out")
                     continue  # nothing left to train on (BN needs two images): its loss would be NaN
             x = x.to(self.data.device, non_blocking=True).float().sub_(mean).div_(std)
             yield x.contiguous(memory_format=self.memory_format), y.to(self.data.device, non_blocking=True)

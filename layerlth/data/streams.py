@@ -179,13 +179,18 @@ class ShardSource:
         return self.members[split]
 
     def read_group(self, split, index):
-        return self.read_shard(self.shards[split][index])
+        return self.read_shard(self.shards[split][index], len(self.members[split][index]))
 
-    def read_shard(self, name):
-        """[(item, encoded bytes)] of one shard, streamed from its storage (tried `TRIES` times)."""
+    def read_shard(self, name, expected=None):
+        """[(item, encoded bytes)] of one shard, streamed from its storage (tried `TRIES` times);
+        `expected`: its listed number of images (a tar cut at a member's boundary reads as a
+        shorter archive, not as an error: the count tells)."""
         def read():
             with self.storage.open_stream(name) as stream:
-                return read_shard(stream, self.storage.path(name))
+                found = read_shard(stream, self.storage.path(name))
+            if expected is not None and len(found) != expected:
+                raise tarfile.ReadError(f"it holds {len(found)} of its {expected} listed images")
+            return found
         return retried(read, self.storage.path(name))
 
 
@@ -211,9 +216,7 @@ def retried(read, name):
     for attempt in range(TRIES):
         try:
             return read()
-        except StreamError:
-            raise  # a shard that reads but is not a layerlth shard: reading again changes nothing
-        except (OSError, tarfile.TarError, ValueError, EOFError) as error:
+        except (OSError, tarfile.TarError, ValueError, EOFError) as error:  # StreamError too: a cut header
             last = error
             if attempt + 1 < TRIES:
                 log.warning("reading %s failed (%s: %s); trying again", name, type(error).__name__, error)

@@ -88,6 +88,8 @@ class Graphs:
         torch.cuda.synchronize(self.device)
         if one_shape:  # the old graph's memory goes before the new one is captured
             self.graphs = {k: v for k, v in self.graphs.items() if k[0] != key[0]}
+            if not self.graphs:  # a pool no graph holds cannot take a capture again (PyTorch asserts): a new one
+                self.pool = None
         statics = [t.clone() for t in inputs]
         if self.before_capture is not None:
             self.before_capture()
