@@ -7,7 +7,8 @@
 
 Stages, in this order:
   tests       `python -m pytest -m cuda tests/test_cuda_engine.py tests/test_cuda_fusion.py tests/test_cuda_graphs.py
-              tests/test_cuda.py` in a subprocess (LAYERLTH_TEST_DATA = --data), the engine's stream and graph
+              tests/test_cuda_decode.py tests/test_cuda.py` in a subprocess (LAYERLTH_TEST_DATA = --data), the
+              engine's stream and graph
               rules first, whole, in time of their own (120 s, or what the budget leaves),
               then one short run_trial per kind (dense, at_init, after_training, filter) eager on CUDA, and
               one as CUDA's default trains it (graphed), emissions off (suite_stages.py)
