@@ -146,7 +146,7 @@ def refusing(kind):
     """A stand-in nvJPEG that fails as `kind` says, else decodes with Pillow."""
     def decoder(blobs, device):
         if kind == "oom":
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         if kind == "not compiled":
             raise RuntimeError("decode_jpegs_cuda: torchvision not compiled with nvJPEG support")
         if kind == "allocator":
@@ -170,7 +170,7 @@ def test_a_jpeg_nvjpeg_refuses_is_decoded_by_pillow_not_skipped(folder, monkeypa
         assert ((a - b).abs() * data.channel_stats[1][:, None, None]).mean() < 0.5
 
 
-@pytest.mark.parametrize("kind, error, says", [("oom", torch.OutOfMemoryError, "out of memory"),
+@pytest.mark.parametrize("kind, error, says", [("oom", torch.cuda.OutOfMemoryError, "out of memory"),
                                                ("not compiled", device_decode.DecodeFailure, "not compiled"),
                                                ("allocator", device_decode.DecodeFailure, "allocator_failure"),
                                                ("everything", device_decode.DecodeFailure, "decoded none of")])

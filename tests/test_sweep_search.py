@@ -49,7 +49,16 @@ def test_killed_search_resumes_to_the_same_p_star(ray_session, tmp_path, capsys)
     after = rows(root)
     assert len(after) == found["trials"] == plain["trials"]  # every trial of the search, once
     for trial_id, text in before.items():  # finished before the kill: looked up, not trained again
-        assert (root / "trials" / trial_id / "result.json").read_text() == text
+        stored = (root / "trials" / trial_id / "result.json").read_text()
+        old = json.loads(text)
+        if old.get("cka_vs_dense") is None and old.get("kind") != "dense":
+            # a ticket that finished before its dense run was stored: the driver fills in its CKA
+            # afterwards (sweep/late_similarity.py), its one field that may change; all else is the same
+            new = json.loads(stored)
+            assert isinstance(new.get("cka_vs_dense"), (float, type(None)))
+            assert {**old, "cka_vs_dense": None} == {**new, "cka_vs_dense": None}
+            continue
+        assert stored == text
     assert found["trained_now"] == found["trials"] - len(before)
     plain_accs = {r["trial_id"]: r["final_test_acc"] for r in rows(tmp_path / "plain" / "deep").values()}
     assert {t: r["final_test_acc"] for t, r in after.items()} == plain_accs  # same trials, same results

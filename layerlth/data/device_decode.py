@@ -178,7 +178,7 @@ def decode_all(blobs, device):
 def _raise_unless_an_images(error):
     """Errors that say nothing of an image: out of memory, no nvJPEG, nvJPEG's own allocations."""
     text = str(error).lower()
-    if isinstance(error, torch.OutOfMemoryError) or "out of memory" in text:
+    if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text:
         raise error
     if "not compiled" in text or "alloc" in text:
         raise DecodeFailure(f"nvJPEG failed, not for an image ({type(error).__name__}: "
