@@ -76,7 +76,11 @@ def crop_box(width, height, generator):
 
 def transform(image, size, train, generator=None):
     """A PIL image to a uint8 (3, size, size) tensor: augmented (`train`), or resized and centre-cropped."""
-    return _transformed(_pixels(image), size, train, generator)
+    x = _pixels(image)
+    if not train:
+        return _centre(x, size)
+    box = crop_box(x.shape[2], x.shape[1], generator)
+    return _crop(x, box, torch.rand(1, generator=generator).item() < 0.5, size)
 
 
 def prepare(data, size, train, generator=None, draft=DRAFT):
@@ -98,26 +102,22 @@ def prepare(data, size, train, generator=None, draft=DRAFT):
     except (UnidentifiedImageError, OSError, ValueError):
         return None
     if not train:
-        return _transformed(x, size, False)
-    sy, sx = x.shape[1] / height, x.shape[2] / width  # 1, or the draft's scale
+        return _centre(x, size)
+    return _crop(x, box, flip, size, x.shape[1] / height, x.shape[2] / width)  # scales: 1, or the draft's
+
+
+def _crop(x, box, flip, size, sy=1.0, sx=1.0):
+    """The crop `box` (top, left, h, w) of the full image, taken from `x` at scale (sy, sx),
+    resized to size x size and flipped when `flip`."""
     top, left, h, w = box
     top, left = round(top * sy), round(left * sx)
-    crop = x[:, top:top + max(1, round(h * sy)), left:left + max(1, round(w * sx))]
-    out = _resized(crop, size, size)
+    out = _resized(x[:, top:top + max(1, round(h * sy)), left:left + max(1, round(w * sx))], size, size)
     return (out.flip(2) if flip else out).contiguous()
 
 
-def _transformed(x, size, train, generator=None):
-    if train:
-        top, left, h, w = crop_box(x.shape[2], x.shape[1], generator)
-        out = _resized(x[:, top:top + h, left:left + w], size, size)
-        if torch.rand(1, generator=generator).item() < 0.5:
-            out = out.flip(2)
-        return out.contiguous()
-    short = round(size / EVAL_CROP)
-    scale = short / min(x.shape[1], x.shape[2])
-    width, height = max(size, round(x.shape[2] * scale)), max(size, round(x.shape[1] * scale))
-    left, top = (width - size) // 2, (height - size) // 2
+def _centre(x, size):
+    """Evaluation: the short side resized to size / EVAL_CROP, then the centre crop (`eval_plan`)."""
+    height, width, top, left, _ = eval_plan(x.shape[2], x.shape[1], size, EVAL_CROP)
     return _resized(x, height, width)[:, top:top + size, left:left + size].contiguous()
 
 

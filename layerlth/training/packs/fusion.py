@@ -165,10 +165,7 @@ class Fusion:
         group.step(xs, y)
         for i, run in enumerate(group.runs):
             run.count((None, y[i]))
-        for run, leader in group.followers:
-            run.next_lr()
-            run.count((None, y[group.runs.index(leader)]))
-            run.report.peak(leader.report.own_peak_bytes)
+        Fusion._followers_step(group, y)
         return True
 
     @staticmethod
@@ -176,10 +173,17 @@ class Fusion:
         """A step whose batches differ in size: each member steps alone (`FusedGroup.step_apart`);
         a follower counts its leader's batch, as in a fused step."""
         group.step_apart(taken, [run.next_lr() for run in group.runs])
+        Fusion._followers_step(group, [labels for _, labels in taken])
+        return True
+
+    @staticmethod
+    def _followers_step(group, labels):
+        """Each follower moves one step with its leader (`labels[i]`: leader i's batch labels): its
+        lr schedule, its images and, where its leader has one, its peak memory."""
         for run, leader in group.followers:
             run.next_lr()
-            run.count(taken[group.runs.index(leader)])
-        return True
+            run.count((None, labels[group.runs.index(leader)]))
+            run.report.peak(leader.report.own_peak_bytes)
 
 
 def same_computation(a, b):
